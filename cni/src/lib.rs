@@ -1,0 +1,1 @@
+//! berth-cni: placeholder crate; its issue builds it.

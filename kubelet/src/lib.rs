@@ -1,0 +1,1 @@
+//! berthlet: placeholder crate; its issue builds it.

@@ -1,0 +1,1 @@
+//! berth-shim: placeholder crate; its issue builds it.
