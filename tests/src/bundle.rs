@@ -251,6 +251,31 @@ impl Bundle {
         self.push(&format!("hooks.{kind}"), h)
     }
 
+    /// Bind-mounts host directory `host` at `dest` in the container
+    /// (`dest` should exist in the rootfs: the shared one must not be
+    /// written to, not even to create a mount point).
+    pub fn bind(&mut self, host: &Path, dest: &str, options: &[&str]) -> &mut Self {
+        let mut opts = vec!["rbind"];
+        opts.extend_from_slice(options);
+        self.push(
+            "mounts",
+            json!({"destination": dest, "type": "bind", "source": host.to_str().unwrap(), "options": opts}),
+        )
+    }
+
+    /// A host directory (`<bundle>/shared`, mode 1777) bind-mounted at the
+    /// container's `/tmp`: how a container hands files to the test. Returns
+    /// the host path. Idempotent.
+    pub fn shared_tmp(&mut self) -> PathBuf {
+        let host = self.dir.join("shared");
+        if !host.exists() {
+            std::fs::create_dir(&host).unwrap();
+            std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            self.bind(&host.clone(), "/tmp", &["rw"]);
+        }
+        host
+    }
+
     /// Switches to a private copy of the rootfs (`cp -a` of the shared tree
     /// into `<bundle>/rootfs`, `root.path = "rootfs"` relative), for tests
     /// that write into the rootfs. Idempotent.

@@ -68,6 +68,41 @@ impl Output {
         self
     }
 
+    /// Asserts the runtime's error contract: non-zero exit, exactly one
+    /// non-empty line on stderr, and at least one `{"level":"error","msg":..,
+    /// "time":..}` line in the `--log` file. `needles` must appear
+    /// (case-insensitively) in the stderr line and in an error log message;
+    /// `berth_needles` likewise, but only when the runtime is not runc
+    /// (runc 1.1's messages often do not name the object).
+    #[track_caller]
+    pub fn assert_error(&self, needles: &[&str], berth_needles: &[&str]) -> &Self {
+        assert!(!self.timed_out, "command timed out:\n{self}");
+        assert!(matches!(self.code, Some(c) if c != 0), "command should fail with a non-zero exit code:\n{self}");
+        let lines = self.stderr_lines();
+        assert_eq!(lines.len(), 1, "want exactly one error line on stderr:\n{self}");
+        let errors = self.log_errors();
+        assert!(!errors.is_empty(), "no {{\"level\":\"error\"}} line in the --log file:\n{self}");
+        for e in &errors {
+            assert!(e.get("msg").and_then(Value::as_str).is_some_and(|m| !m.is_empty()), "log line without msg: {e}\n{self}");
+            let time = e.get("time").and_then(Value::as_str).unwrap_or("");
+            assert!(time.len() >= 20 && time.as_bytes().get(10) == Some(&b'T'), "log line without an RFC 3339 time: {e}\n{self}");
+        }
+        let mut all: Vec<&str> = needles.to_vec();
+        if !crate::is_runc() {
+            all.extend_from_slice(berth_needles);
+        }
+        let line = lines[0].to_lowercase();
+        for n in all {
+            let n = n.to_lowercase();
+            assert!(line.contains(&n), "stderr line should mention {n:?}:\n{self}");
+            assert!(
+                errors.iter().any(|e| e["msg"].as_str().unwrap_or("").to_lowercase().contains(&n)),
+                "error log message should mention {n:?}:\n{self}"
+            );
+        }
+        self
+    }
+
     /// Current contents of the stdout file (re-read: a detached child may
     /// have written more since the command returned).
     pub fn stdout_now(&self) -> String {
