@@ -1,1 +1,119 @@
-fn main() { eprintln!("berth: under construction"); std::process::exit(1) }
+//! `berth`: parse the command line and hand over to the library.
+
+use std::process::ExitCode;
+
+use berth_runtime::cli::{Cli, Command, CreateArgs, ListFormat, LogFormat};
+use berth_runtime::container::{self, Ctx};
+use berth_runtime::log::{Format, Logger};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!("berth version {}", env!("CARGO_PKG_VERSION"));
+        println!("commit: {}", env!("BERTH_COMMIT"));
+        println!("spec: {}", berth_runtime::OCI_VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let format = match cli.log_format {
+        LogFormat::Text => Format::Text,
+        LogFormat::Json => Format::Json,
+    };
+    let log = match Logger::open(cli.log.as_deref(), format, cli.debug) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("berth: open log file {}: {e}", cli.log.as_ref().unwrap().display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(command) = cli.command else {
+        eprintln!("berth: no command given (try --help)");
+        return ExitCode::FAILURE;
+    };
+    let ctx = Ctx { root: cli.root, log, systemd_cgroup: cli.systemd_cgroup };
+    match dispatch(&ctx, command) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            ctx.log.error(&e.to_string());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn create_opts(a: CreateArgs) -> container::create::Opts {
+    container::create::Opts {
+        id: a.id,
+        bundle: a.bundle,
+        pid_file: a.pid_file,
+        console_socket: a.console_socket,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+fn dispatch(ctx: &Ctx, command: Command) -> berth_runtime::Result<i32> {
+    berth_runtime::process::stdio::ensure_open();
+    match command {
+        Command::Create(a) => {
+            let o = create_opts(a);
+            berth_runtime::process::stdio::check_preserved(o.preserve_fds + container::create::listen_fds())?;
+            container::create::create(ctx, &o, None).map(|_| 0)
+        }
+        Command::Start { id } => container::start::start(ctx, &id).map(|_| 0),
+        Command::Run { create, detach } => {
+            let o = create_opts(create);
+            berth_runtime::process::stdio::check_preserved(o.preserve_fds + container::create::listen_fds())?;
+            container::run::run(ctx, &o, detach)
+        }
+        Command::State { id } => container::state::state(ctx, &id).map(|s| {
+            println!("{s}");
+            0
+        }),
+        Command::Kill { id, signal, all } => container::kill::kill(ctx, &id, &signal, all).map(|_| 0),
+        Command::Delete { ids, force } => {
+            for id in ids {
+                container::delete::delete(ctx, &id, force)?;
+            }
+            Ok(0)
+        }
+        Command::List { format, quiet } => {
+            let f = if format == ListFormat::Json { container::list::Format::Json } else { container::list::Format::Table };
+            container::list::list(ctx, f, quiet).map(|s| {
+                print!("{s}");
+                0
+            })
+        }
+        Command::Ps { id, format, ps_args } => container::ps::ps(ctx, &id, format == ListFormat::Json, &ps_args).map(|s| {
+            print!("{s}");
+            0
+        }),
+        Command::Exec {
+            process, tty, detach, pid_file, console_socket, cwd, env, user, additional_gids, cap, no_new_privs,
+            apparmor, process_label, preserve_fds, id, args,
+        } => {
+            berth_runtime::process::stdio::check_preserved(preserve_fds)?;
+            let args = if args.first().map(String::as_str) == Some("--") { args[1..].to_vec() } else { args };
+            container::exec::exec(
+                ctx,
+                &container::exec::Opts {
+                    id, process, tty, detach, pid_file, console_socket, cwd, env, user, additional_gids,
+                    caps: cap, no_new_privs, apparmor, process_label, preserve_fds, args,
+                },
+            )
+        }
+        Command::Spec { bundle, rootless } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                return Err(berth_runtime::Error::Config(format!("{}: already exists; remove it first", path.display())));
+            }
+            let text = serde_json::to_string_pretty(&berth_runtime::features::default_spec(rootless)).expect("json");
+            std::fs::write(&path, text + "\n").map_err(|e| berth_runtime::Error::io(format!("write {}", path.display()), e))?;
+            Ok(0)
+        }
+        Command::Features => {
+            println!("{}", serde_json::to_string_pretty(&berth_runtime::features::features()).expect("json"));
+            Ok(0)
+        }
+    }
+}

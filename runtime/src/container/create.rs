@@ -1,0 +1,167 @@
+//! `berth create`: everything up to a process blocked before the user program.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::Ctx;
+use crate::error::{IoContext, SysContext};
+use crate::hooks::{self, Kind};
+use crate::process::{self, Launch, Role};
+use crate::state::{self, State, Status};
+use crate::{Error, Result};
+
+pub struct Opts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// Socket-activation descriptors handed to us (LISTEN_FDS for this very process).
+pub fn listen_fds() -> u32 {
+    let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()) else { return 0 };
+    match std::env::var("LISTEN_PID").ok().and_then(|v| v.parse::<u32>().ok()) {
+        Some(p) if p != std::process::id() => 0,
+        _ => n,
+    }
+}
+
+/// Create the container. `console` overrides `--console-socket` with an already connected
+/// socket (used by a foreground `run` that proxies the terminal itself).
+pub fn create(ctx: &Ctx, o: &Opts, console: Option<OwnedFd>) -> Result<State> {
+    ctx.check_cgroup_driver()?;
+    state::check_id(&o.id)?;
+    let bundle = std::fs::canonicalize(&o.bundle).with_ctx(|| format!("bundle {}", o.bundle.display()))?;
+    let spec = crate::spec::load(&bundle)?;
+    crate::spec::validate(&spec, &bundle)?;
+    let process = spec.process().as_ref().expect("validated");
+    if process.terminal() == Some(true) && o.console_socket.is_none() && console.is_none() {
+        return Err(Error::Config("process.terminal is true but no --console-socket was given".into()));
+    }
+    let dir = state::create_dir(&ctx.root, &o.id)?;
+    let mut cgroup_paths = Vec::new();
+    let res = create_in(ctx, o, &spec, &bundle, &dir, console, &mut cgroup_paths);
+    if res.is_err() {
+        let _ = crate::cgroups::remove(&cgroup_paths, false);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    res
+}
+
+fn create_in(
+    ctx: &Ctx,
+    o: &Opts,
+    spec: &oci_spec::runtime::Spec,
+    bundle: &Path,
+    dir: &Path,
+    console: Option<OwnedFd>,
+    cgroup_paths: &mut Vec<PathBuf>,
+) -> Result<State> {
+    let process = spec.process().as_ref().expect("validated");
+    let listen = listen_fds();
+    let preserve = o.preserve_fds + listen;
+    let min_fd = 3 + preserve as i32;
+
+    let fifo_path = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).ctx("mkfifo", fifo_path.display())?;
+    // mkfifo applies the umask; the init may run as any user and must be able to write.
+    std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .with_ctx(|| format!("chmod {}", fifo_path.display()))?;
+    let fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ctx("open", fifo_path.display())?;
+    let fifo = process::lift(fifo, min_fd)?;
+    let console = match (console, &o.console_socket) {
+        (Some(c), _) => Some(process::lift(c, min_fd)?),
+        (None, Some(p)) if process.terminal() == Some(true) => Some(process::lift(crate::console::connect(p)?, min_fd)?),
+        _ => None,
+    };
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let idmapped = crate::rootfs::idmap::prepare(&mounts, bundle)?
+        .into_iter()
+        .map(|f| f.map(|f| process::lift(f, min_fd)).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    let linux = spec.linux().as_ref().expect("validated");
+    *cgroup_paths = crate::cgroups::paths_for(linux.cgroups_path().as_deref(), &o.id)?;
+    let (joins, new_ns, new_user, new_cgroup, new_time) = Launch::plan_namespaces(spec)?;
+    if !new_ns.contains(nix::sched::CloneFlags::CLONE_NEWNS) {
+        return Err(Error::Config("linux.namespaces: berth needs a new mount namespace for the container".into()));
+    }
+    let rootfs = crate::spec::rootfs(spec, bundle)?;
+    let rootfs = std::fs::canonicalize(&rootfs).with_ctx(|| format!("root.path {}", rootfs.display()))?;
+
+    let mut st = State {
+        id: o.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.to_path_buf(),
+        rootfs: rootfs.clone(),
+        created: crate::timefmt::now(),
+        owner: owner(),
+        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        cgroup_paths: cgroup_paths.clone(),
+        config: spec.clone(),
+    };
+    let launch = Launch {
+        id: &o.id,
+        spec,
+        process,
+        bundle,
+        rootfs,
+        role: Role::Init { fifo },
+        console,
+        preserve_fds: preserve,
+        listen_fds: listen,
+        no_pivot: o.no_pivot,
+        no_new_keyring: o.no_new_keyring,
+        joins,
+        new_ns,
+        new_user,
+        new_cgroup,
+        new_time,
+        idmapped,
+        cgroup_paths: cgroup_paths.clone(),
+    };
+    let hooks_state = st.clone();
+    let started = process::launch(&launch, |pid| {
+        let mut s = hooks_state.clone();
+        s.pid = pid;
+        let json = s.hook_json(Status::Creating);
+        hooks::run_all(spec.hooks(), Kind::Prestart, &json)?;
+        hooks::run_all(spec.hooks(), Kind::CreateRuntime, &json)?;
+        Ok(s.hook_json(Status::Created))
+    })?;
+    st.pid = started.pid;
+    st.pid_start = crate::syscalls::process_start_time(started.pid)
+        .ok_or_else(|| Error::Child("container init vanished right after creation".into()))?;
+    let saved = st.save(&ctx.root).and_then(|_| match &o.pid_file {
+        Some(p) => super::write_pid_file(p, st.pid),
+        None => Ok(()),
+    });
+    if let Err(e) = saved {
+        // SAFETY: plain FFI; the init is our (re-parented) child.
+        unsafe { libc::kill(st.pid, libc::SIGKILL) };
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(st.pid), None);
+        return Err(e);
+    }
+    ctx.log.debug(&format!("created container {} (pid {})", st.id, st.pid));
+    Ok(st)
+}
+
+fn owner() -> String {
+    // Straight from /etc/passwd: no NSS modules loaded on the hot path.
+    let uid = nix::unistd::geteuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}

@@ -1,0 +1,28 @@
+//! `berth kill`: signal the init (through a pidfd: never a recycled pid), or with
+//! `--all` every process in the container's cgroup.
+
+use super::Ctx;
+use crate::error::SysContext;
+use crate::state::{State, Status};
+use crate::{Error, Result};
+
+pub fn kill(ctx: &Ctx, id: &str, signal: &str, all: bool) -> Result<()> {
+    let st = State::load(&ctx.root, id)?;
+    let sig = crate::signals::parse(signal)?;
+    if st.status(&ctx.root) == Status::Stopped {
+        return Err(Error::Container(format!("container {id} is not running")));
+    }
+    if all {
+        crate::cgroups::signal_all(&st.cgroup_paths, sig)?;
+    }
+    let pidfd = crate::syscalls::pidfd_open(st.pid).ctx("pidfd_open", st.pid)?;
+    // The pidfd was opened after the start-time check in status(): recheck to close the gap.
+    if !st.init_alive() {
+        return Err(Error::Container(format!("container {id} is not running")));
+    }
+    match crate::syscalls::pidfd_send_signal(&pidfd, sig) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::ESRCH) if all => Ok(()),
+        Err(e) => Err(Error::sys("kill", format_args!("container {id} (pid {}) with signal {sig}", st.pid), e)),
+    }
+}

@@ -1,0 +1,64 @@
+//! Stage 2: in the child of the runtime. Joins namespaces by path, unshares the user
+//! namespace (the runtime writes its maps), unshares the rest, forks the container process.
+
+use nix::sched::{unshare, CloneFlags};
+use nix::unistd::{fork, ForkResult};
+
+use super::channel::{Channel, Msg};
+use super::{Launch, Role};
+use crate::error::SysContext;
+use crate::Result;
+
+pub fn run(l: &Launch, ch: Channel) -> ! {
+    match stage(l, &ch) {
+        Ok(pid) => {
+            let _ = ch.send(&Msg::Pid(pid));
+            // SAFETY: _exit skips destructors and atexit handlers, as a forked child must.
+            unsafe { libc::_exit(0) }
+        }
+        Err(e) => {
+            let _ = ch.send(&Msg::Error(e.to_string()));
+            unsafe { libc::_exit(1) }
+        }
+    }
+}
+
+fn stage(l: &Launch, ch: &Channel) -> Result<i32> {
+    // Inherited by the container process; set before any user namespace, where lowering
+    // the score would be refused.
+    if let Some(adj) = l.process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| crate::Error::io(format!("set oom_score_adj to {adj}"), e))?;
+    }
+    if let Role::Exec = l.role {
+        if let Some(cpus) = l.process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone()) {
+            crate::syscalls::set_affinity(&super::setup::parse_cpu_list(&cpus)?).ctx("set initial cpu affinity", &cpus)?;
+        }
+    }
+    l.joins.enter()?;
+    if l.new_user {
+        unshare(CloneFlags::CLONE_NEWUSER).ctx("unshare", "user namespace")?;
+        ch.send(&Msg::MapIds)?;
+        ch.expect("MapIdsDone", |m| *m == Msg::MapIdsDone)?;
+        // Become root of the new namespace for what follows.
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).ctx("setresgid", "0 in the new user namespace")?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into()).ctx("setresuid", "0 in the new user namespace")?;
+    }
+    let mut flags = l.new_ns;
+    if l.new_time {
+        flags |= CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+    }
+    if !flags.is_empty() {
+        unshare(flags).ctx("unshare", format_args!("namespaces {flags:?}"))?;
+    }
+    if l.new_time {
+        if let Some(off) = l.spec.linux().as_ref().and_then(|x| x.time_offsets().as_ref()) {
+            crate::namespaces::write_time_offsets(off)?;
+        }
+    }
+    // SAFETY: single-threaded; the child continues as the container process and never returns.
+    match unsafe { fork() }.ctx("fork", "container process")? {
+        ForkResult::Child => super::init::run(l, ch),
+        ForkResult::Parent { child } => Ok(child.as_raw()),
+    }
+}

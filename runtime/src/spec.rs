@@ -1,0 +1,279 @@
+//! Loading and validating a bundle's config.json.
+//!
+//! Validation happens before anything is created on disk or in the kernel, so a bad config
+//! leaves nothing behind. What berth cannot enforce yet is refused, never silently ignored.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
+
+use crate::{Error, Result};
+
+/// Read and parse `<bundle>/config.json`.
+pub fn load(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Config(format!("{}: no such file (is --bundle right?)", path.display()))
+        } else {
+            Error::io(format!("read {}", path.display()), e)
+        }
+    })?;
+    serde_json::from_slice(&data).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
+/// The rootfs path, absolute (relative paths are relative to the bundle).
+pub fn rootfs(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    let root = spec.root().as_ref().ok_or_else(|| Error::Config("root: missing".into()))?;
+    let p = root.path();
+    Ok(if p.is_absolute() { p.clone() } else { bundle.join(p) })
+}
+
+/// Namespace types the container asks for, with their optional paths.
+pub fn namespaces(spec: &Spec) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|v| v.iter().map(|n| (n.typ(), n.path().clone())).collect())
+        .unwrap_or_default()
+}
+
+pub fn has_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    namespaces(spec).iter().any(|(n, _)| *n == t)
+}
+
+/// Everything that can be checked without touching the kernel.
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
+    let v = spec.version();
+    if !v.starts_with("1.") {
+        return Err(Error::Config(format!("ociVersion {v:?}: berth supports 1.x (up to {})", crate::OCI_VERSION)));
+    }
+    let rootfs = rootfs(spec, bundle)?;
+    match std::fs::metadata(&rootfs) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(Error::Config(format!("root.path {}: not a directory", rootfs.display()))),
+        Err(e) => return Err(Error::io(format!("root.path {}", rootfs.display()), e)),
+    }
+    let process = spec.process().as_ref().ok_or_else(|| Error::Config("process: missing".into()))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::Config("process.args: must not be empty".into()));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::Config(format!("process.cwd {:?}: must be absolute", process.cwd())));
+    }
+    if let Some(rl) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for r in rl {
+            if !seen.insert(crate::rlimits::name(r)) {
+                return Err(Error::Config(format!("process.rlimits: {:?} given twice", r.typ())));
+            }
+            if r.soft() > r.hard() {
+                return Err(Error::Config(format!("process.rlimits: {:?} soft limit above hard limit", r.typ())));
+            }
+        }
+    }
+    crate::lsm::check(process.apparmor_profile().as_deref(), process.selinux_label().as_deref())?;
+
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Config("linux: missing".into()))?;
+    let mut types = HashSet::new();
+    for (t, path) in namespaces(spec) {
+        if !types.insert(t) {
+            return Err(Error::Config(format!("linux.namespaces: {t} listed twice")));
+        }
+        if let Some(p) = path {
+            if !p.exists() {
+                return Err(Error::Config(format!("linux.namespaces: {t} path {}: no such file", p.display())));
+            }
+        }
+    }
+    let new_userns = namespaces(spec).iter().any(|(t, p)| *t == LinuxNamespaceType::User && p.is_none());
+    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if new_userns && !has_maps {
+        return Err(Error::Config("linux.namespaces: a new user namespace needs uidMappings and gidMappings".into()));
+    }
+    if has_maps && !new_userns {
+        return Err(Error::Config("linux.uidMappings/gidMappings given without a new user namespace".into()));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+        if !namespaces(spec).iter().any(|(t, p)| *t == LinuxNamespaceType::Time && p.is_none()) {
+            return Err(Error::Config("linux.timeOffsets need a new time namespace".into()));
+        }
+        for k in linux.time_offsets().as_ref().unwrap().keys() {
+            if k != "monotonic" && k != "boottime" {
+                return Err(Error::Config(format!("linux.timeOffsets: unknown clock {k:?} (monotonic, boottime)")));
+            }
+        }
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for key in sysctl.keys() {
+            check_sysctl(key, &types)?;
+        }
+    }
+    if let Some(prop) = linux.rootfs_propagation() {
+        crate::rootfs::propagation_flag(prop)
+            .ok_or_else(|| Error::Config(format!("linux.rootfsPropagation {prop:?}: unknown")))?;
+    }
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        crate::rootfs::mounts::check(m)?;
+    }
+    if let Some(devs) = linux.devices() {
+        for d in devs {
+            if !d.path().is_absolute() {
+                return Err(Error::Config(format!("linux.devices: path {:?} must be absolute", d.path())));
+            }
+        }
+    }
+    if let Some(r) = linux.resources() {
+        check_resources(r)?;
+    }
+    if linux.seccomp().is_some() {
+        return Err(Error::Unsupported(
+            "linux.seccomp: seccomp filters are not implemented in this berth build; refusing to run the container unconfined".into(),
+        ));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(Error::Unsupported("linux.intelRdt: Intel RDT is not supported".into()));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(Error::Unsupported("linux.memoryPolicy: not supported".into()));
+    }
+    if linux.net_devices().as_ref().is_some_and(|n| !n.is_empty()) {
+        return Err(Error::Unsupported("linux.netDevices: not supported".into()));
+    }
+    if let Some(hooks) = spec.hooks() {
+        for h in crate::hooks::all(hooks) {
+            if !h.path().is_absolute() {
+                return Err(Error::Config(format!("hooks: path {:?} must be absolute", h.path())));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resource limits are enforced by the cgroup layer, which arrives with the runtime's
+/// part 2. Until then a config that asks for one is refused rather than run unlimited.
+/// An allow-all device list (what privileged engines send) asks for nothing.
+pub fn check_resources(r: &LinuxResources) -> Result<()> {
+    let unsupported = |what: &str| {
+        Err(Error::Unsupported(format!(
+            "linux.resources.{what}: resource limits are not enforced by this berth build yet; refusing to run the container without them"
+        )))
+    };
+    if let Some(devs) = r.devices() {
+        let allow_all = |d: &oci_spec::runtime::LinuxDeviceCgroup| {
+            d.allow()
+                && matches!(d.typ(), None | Some(oci_spec::runtime::LinuxDeviceType::A))
+                && d.major().is_none()
+                && d.minor().is_none()
+                && d.access().as_deref().is_none_or(|a| a.contains('r') && a.contains('w') && a.contains('m'))
+        };
+        // Effective policy is decided by the last rules; all-allow lists are a no-op.
+        if !devs.iter().all(allow_all) {
+            return unsupported("devices");
+        }
+    }
+    if let Some(m) = r.memory() {
+        if m.limit().is_some()
+            || m.reservation().is_some()
+            || m.swap().is_some()
+            || m.kernel().is_some()
+            || m.kernel_tcp().is_some()
+            || m.swappiness().is_some()
+            || m.disable_oom_killer().is_some()
+        {
+            return unsupported("memory");
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if c.shares().is_some()
+            || c.quota().is_some()
+            || c.period().is_some()
+            || c.realtime_runtime().is_some()
+            || c.realtime_period().is_some()
+            || c.cpus().is_some()
+            || c.mems().is_some()
+            || c.idle().is_some()
+            || c.burst().is_some()
+        {
+            return unsupported("cpu");
+        }
+    }
+    if r.pids().is_some_and(|p| p.limit() > 0) {
+        return unsupported("pids");
+    }
+    if r.block_io().as_ref().is_some_and(|b| {
+        b.weight().is_some()
+            || b.leaf_weight().is_some()
+            || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
+            || b.throttle_read_bps_device().as_ref().is_some_and(|v| !v.is_empty())
+            || b.throttle_write_bps_device().as_ref().is_some_and(|v| !v.is_empty())
+            || b.throttle_read_iops_device().as_ref().is_some_and(|v| !v.is_empty())
+            || b.throttle_write_iops_device().as_ref().is_some_and(|v| !v.is_empty())
+    }) {
+        return unsupported("blockIO");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
+        return unsupported("hugepageLimits");
+    }
+    if r.network().as_ref().is_some_and(|n| n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty())) {
+        return unsupported("network");
+    }
+    if r.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
+        return unsupported("rdma");
+    }
+    if r.unified().as_ref().is_some_and(|v| !v.is_empty()) {
+        return unsupported("unified");
+    }
+    Ok(())
+}
+
+/// A sysctl may only be set when it lives in a namespace the container owns (as runc checks).
+pub fn check_sysctl(key: &str, ns: &HashSet<LinuxNamespaceType>) -> Result<()> {
+    const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    let need = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        LinuxNamespaceType::Ipc
+    } else if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        return Err(Error::Config(format!("linux.sysctl {key:?}: not a namespaced sysctl; it would change the host")));
+    };
+    if !ns.contains(&need) {
+        return Err(Error::Config(format!("linux.sysctl {key:?}: the container has no {need} namespace of its own")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_needs_its_namespace() {
+        let mut ns = HashSet::new();
+        assert!(check_sysctl("net.ipv4.ip_forward", &ns).is_err());
+        ns.insert(LinuxNamespaceType::Network);
+        assert!(check_sysctl("net.ipv4.ip_forward", &ns).is_ok());
+        assert!(check_sysctl("kernel.shmmax", &ns).is_err());
+        ns.insert(LinuxNamespaceType::Ipc);
+        assert!(check_sysctl("kernel.shmmax", &ns).is_ok());
+        assert!(check_sysctl("fs.mqueue.msg_max", &ns).is_ok());
+        assert!(check_sysctl("vm.swappiness", &ns).is_err());
+    }
+
+    #[test]
+    fn resources_refused_unless_empty_or_allow_all() {
+        let r: LinuxResources = serde_json::from_str(r#"{"devices":[{"allow":true,"access":"rwm"}]}"#).unwrap();
+        assert!(check_resources(&r).is_ok());
+        let r: LinuxResources = serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#).unwrap();
+        assert!(check_resources(&r).is_err());
+        let r: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":0},"memory":{},"cpu":{}}"#).unwrap();
+        assert!(check_resources(&r).is_ok());
+        let r: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap();
+        let e = check_resources(&r).unwrap_err().to_string();
+        assert!(e.contains("linux.resources.memory"), "{e}");
+    }
+}
