@@ -72,13 +72,21 @@ pub fn drop_bounding(keep: u64) -> Result<()> {
     Ok(())
 }
 
-/// Set effective/permitted/inheritable, then the ambient set.
-pub fn apply(s: &CapSets) -> Result<()> {
+/// Set effective/permitted/inheritable, then the ambient set. An ambient capability
+/// outside permitted ∩ inheritable cannot be raised (the kernel refuses): it is skipped
+/// and reported in the returned warnings, as runc does.
+pub fn apply(s: &CapSets) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     crate::syscalls::capset(s.effective, s.permitted, s.inheritable).ctx("capset", "effective/permitted/inheritable")?;
     // SAFETY: prctl with integer arguments only.
     nix::errno::Errno::result(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) })
         .ctx("clear ambient capabilities", "")?;
+    let raisable = s.permitted & s.inheritable;
     for n in 0..=last_cap() {
+        if s.ambient & (1u64 << n) != 0 && raisable & (1u64 << n) == 0 {
+            warnings.push(format!("ambient capability {n} skipped: it is not in both the permitted and inheritable sets"));
+            continue;
+        }
         if s.ambient & (1u64 << n) != 0 {
             // SAFETY: prctl with integer arguments only.
             nix::errno::Errno::result(unsafe {
@@ -87,7 +95,7 @@ pub fn apply(s: &CapSets) -> Result<()> {
             .ctx("raise ambient capability", n)?;
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 #[cfg(test)]

@@ -22,8 +22,9 @@ pub struct Cli {
     /// Use the systemd cgroup driver (not supported by berth: refused with a clear error).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for runc compatibility (auto|true|false); berth decides from the config.
-    #[arg(long, global = true, hide = true)]
+    /// `spec --rootless`: a config for an unprivileged user. Elsewhere accepted for runc
+    /// compatibility (auto|true|false); berth decides from the config.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Print version, commit and spec version.
     #[arg(short = 'v', long = "version")]
@@ -154,8 +155,6 @@ pub enum Command {
     Spec {
         #[arg(short = 'b', long, default_value = ".")]
         bundle: PathBuf,
-        #[arg(long)]
-        rootless: bool,
     },
     /// What this runtime supports (runtime-spec features JSON).
     Features,

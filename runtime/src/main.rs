@@ -30,8 +30,9 @@ fn main() -> ExitCode {
         eprintln!("berth: no command given (try --help)");
         return ExitCode::FAILURE;
     };
+    let rootless = cli.rootless.as_deref().is_some_and(|v| v == "true");
     let ctx = Ctx { root: cli.root, log, systemd_cgroup: cli.systemd_cgroup };
-    match dispatch(&ctx, command) {
+    match dispatch(&ctx, command, rootless) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             ctx.log.error(&e.to_string());
@@ -52,7 +53,7 @@ fn create_opts(a: CreateArgs) -> container::create::Opts {
     }
 }
 
-fn dispatch(ctx: &Ctx, command: Command) -> berth_runtime::Result<i32> {
+fn dispatch(ctx: &Ctx, command: Command, rootless: bool) -> berth_runtime::Result<i32> {
     berth_runtime::process::stdio::ensure_open();
     match command {
         Command::Create(a) => {
@@ -102,7 +103,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> berth_runtime::Result<i32> {
                 },
             )
         }
-        Command::Spec { bundle, rootless } => {
+        Command::Spec { bundle } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 return Err(berth_runtime::Error::Config(format!("{}: already exists; remove it first", path.display())));

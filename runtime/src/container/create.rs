@@ -125,6 +125,7 @@ fn create_in(
         new_time,
         idmapped,
         cgroup_paths: cgroup_paths.clone(),
+        log: &ctx.log,
     };
     let hooks_state = st.clone();
     let started = process::launch(&launch, |pid| {

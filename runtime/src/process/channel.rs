@@ -27,6 +27,8 @@ pub enum Msg {
     Ready,
     /// any stage → runtime: this failed.
     Error(String),
+    /// any stage → runtime: log this warning and go on.
+    Warn(String),
 }
 
 pub struct Channel(pub OwnedFd);
@@ -57,6 +59,10 @@ impl Channel {
             Msg::Error(s) => {
                 buf.push(8);
                 // Keep within one packet.
+                buf.extend_from_slice(&s.as_bytes()[..s.len().min(60_000)]);
+            }
+            Msg::Warn(s) => {
+                buf.push(9);
                 buf.extend_from_slice(&s.as_bytes()[..s.len().min(60_000)]);
             }
         }
@@ -93,6 +99,7 @@ impl Channel {
             6 => Msg::HooksDone(text()),
             7 => Msg::Ready,
             8 => Msg::Error(text()),
+            9 => Msg::Warn(text()),
             t => return Err(Error::Child(format!("sync channel: unknown message type {t}"))),
         }))
     }

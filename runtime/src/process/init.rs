@@ -101,7 +101,9 @@ fn init(l: &Launch, ch: &Channel, fifo: &std::os::fd::OwnedFd) -> Result<Error> 
     nix::sys::stat::umask(Mode::from_bits_truncate(umask));
     setup::attributes(spec, l.process)?;
     crate::lsm::apply(l.process.apparmor_profile().as_deref(), l.process.selinux_label().as_deref())?;
-    setup::credentials(l.process)?;
+    for w in setup::credentials(l.process)? {
+        ch.send(&Msg::Warn(w))?;
+    }
     let env = setup::environment(l.process, l.listen_fds);
     let args = l.process.args().clone().unwrap_or_default();
     let program = setup::find_program(&args[0], &env)?;
@@ -143,15 +145,15 @@ fn exec(l: &Launch, ch: &Channel) -> Result<Error> {
     nix::sys::stat::umask(Mode::from_bits_truncate(umask));
     setup::attributes(l.spec, l.process)?;
     crate::lsm::apply(l.process.apparmor_profile().as_deref(), l.process.selinux_label().as_deref())?;
-    setup::credentials(l.process)?;
+    for w in setup::credentials(l.process)? {
+        ch.send(&Msg::Warn(w))?;
+    }
     let env = setup::environment(l.process, l.listen_fds);
     let args = l.process.args().clone().unwrap_or_default();
     let program = setup::find_program(&args[0], &env)?;
     setup::descriptors(l.preserve_fds)?;
     // On success the channel closes with the exec: the runtime reads that as "started".
-    let e = setup::exec(&program, &args, &env);
-    let _ = ch;
-    Err(e)
+    Err(setup::exec(&program, &args, &env))
 }
 
 /// A pty from the container's devpts: master to the console socket, slave as stdio and

@@ -60,6 +60,7 @@ pub struct Launch<'a> {
     pub new_time: bool,
     pub idmapped: Vec<Option<OwnedFd>>,
     pub cgroup_paths: Vec<PathBuf>,
+    pub log: &'a crate::log::Logger,
 }
 
 impl<'a> Launch<'a> {
@@ -142,6 +143,7 @@ fn drive(l: &Launch, ch: &channel::Channel, bootstrap: Pid, pid: &mut Option<i32
                 ch.send(&Msg::HooksDone(state))?;
             }
             Some(Msg::Ready) => return Ok(()),
+            Some(Msg::Warn(w)) => l.log.warn(&w),
             Some(Msg::Error(e)) => return Err(Error::Child(e)),
             Some(m) => return Err(Error::Child(format!("sync channel: unexpected {m:?}"))),
             None => {

@@ -98,7 +98,7 @@ pub fn attributes(spec: &Spec, p: &Process) -> Result<()> {
 
 /// User, groups, working directory, capabilities and no_new_privs, in the order that
 /// keeps the needed privileges until the last moment.
-pub fn credentials(p: &Process) -> Result<()> {
+pub fn credentials(p: &Process) -> Result<Vec<String>> {
     let caps = crate::capabilities::from_spec(p.capabilities().as_ref())?;
     crate::capabilities::drop_bounding(caps.bounding)?;
     // SAFETY: prctl with integer arguments.
@@ -117,12 +117,12 @@ pub fn credentials(p: &Process) -> Result<()> {
     nix::unistd::chdir(p.cwd()).ctx("chdir to process.cwd", p.cwd().display())?;
     // SAFETY: prctl with integer arguments.
     Errno::result(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) }).ctx("prctl", "PR_SET_KEEPCAPS")?;
-    crate::capabilities::apply(&caps)?;
+    let warnings = crate::capabilities::apply(&caps)?;
     if p.no_new_privileges() == Some(true) {
         // SAFETY: prctl with integer arguments.
         Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).ctx("prctl", "PR_SET_NO_NEW_PRIVS")?;
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// The environment of the program: the process env, HOME if missing, LISTEN_* if asked.
