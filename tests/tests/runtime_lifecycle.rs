@@ -196,10 +196,15 @@ fn run_detach_returns_while_container_runs() {
 fn delete_running_needs_force() {
     let Some(rt) = Runtime::for_test() else { return };
     let mut b = rt.bundle();
-    b.sh("sleep 1000 & sleep 1000");
+    let shared = b.shared_tmp();
+    b.sh("sleep 1000 & echo ready > /tmp/ready; sleep 1000");
     rt.create_start(&b);
-    let pids = rt.ps_pids(b.id());
-    assert!(pids.len() >= 2, "ps: {pids:?}");
+    wait_for_file(&shared.join("ready"));
+    let mut pids = vec![];
+    wait_until("a second process in the container", || {
+        pids = rt.ps_pids(b.id());
+        pids.len() >= 2
+    });
     rt.delete(b.id()).assert_error(&[], &[b.id()]);
     assert_eq!(rt.status(b.id()).as_deref(), Some("running"), "a refused delete changes nothing");
     rt.delete_force(b.id()).ok();
