@@ -331,11 +331,11 @@ fn process_rlimits_set_and_lowered() {
     b.sh("echo soft=$(ulimit -n); echo hard=$(ulimit -Hn); cat /proc/self/limits; \
           (dd if=/dev/zero of=/tmp/big bs=1k count=2048 2>/dev/null); echo big=$(stat -c %s /tmp/big)");
     let out = run_ok(&rt, &b);
-    assert_eq!(kv(&out, "soft"), "512");
-    assert_eq!(kv(&out, "hard"), "768");
-    assert_eq!(limit(&out, "Max open files"), ("512".into(), "768".into()));
-    assert_eq!(limit(&out, "Max file size"), ("1048576".into(), "1048576".into()));
-    assert_eq!(limit(&out, "Max core file size"), ("0".into(), "0".into()));
+    assert_eq!(kv(&out, "soft"), "512", "{out}");
+    assert_eq!(kv(&out, "hard"), "768", "{out}");
+    assert_eq!(limit(&out, "Max open files"), ("512".into(), "768".into()), "{out}");
+    assert_eq!(limit(&out, "Max file size"), ("1048576".into(), "1048576".into()), "{out}");
+    assert_eq!(limit(&out, "Max core file size"), ("0".into(), "0".into()), "{out}");
     assert_eq!(kv(&out, "big"), "1048576", "writes stop at the lowered RLIMIT_FSIZE:\n{out}");
 }
 
