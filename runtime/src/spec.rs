@@ -20,7 +20,17 @@ pub fn load(bundle: &Path) -> Result<Spec> {
             Error::io(format!("read {}", path.display()), e)
         }
     })?;
-    serde_json::from_slice(&data).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    // serde_path_to_error names the field (`process.args: invalid type ...`).
+    let de = &mut serde_json::Deserializer::from_slice(&data);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        if at == "." {
+            Error::Config(format!("{}: {inner}", path.display()))
+        } else {
+            Error::Config(format!("{}: {at}: {inner}", path.display()))
+        }
+    })
 }
 
 /// The rootfs path, absolute (relative paths are relative to the bundle).
