@@ -57,10 +57,9 @@ pub fn send_master(socket: &OwnedFd, master: &OwnedFd) -> Result<()> {
 
 /// Make `slave` the controlling terminal and stdio of the calling (session leader) process.
 pub fn make_stdio(slave: &OwnedFd) -> Result<()> {
-    for fd in 0..3 {
-        // SAFETY: dup2 onto 0..2, which we own as the process' stdio.
-        unsafe { nix::unistd::dup2_raw(slave, fd) }.ctx("dup2 console to", fd)?;
-    }
+    nix::unistd::dup2_stdin(slave).ctx("dup2 console to", "stdin")?;
+    nix::unistd::dup2_stdout(slave).ctx("dup2 console to", "stdout")?;
+    nix::unistd::dup2_stderr(slave).ctx("dup2 console to", "stderr")?;
     // SAFETY: TIOCSCTTY takes an integer argument.
     nix::errno::Errno::result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) }).ctx("set controlling terminal", "console")?;
     Ok(())

@@ -125,6 +125,8 @@ pub fn run(hook: &Hook, state_json: &str) -> std::result::Result<(), String> {
         (None, Some(s)) => format!("killed by signal {s}"),
         _ => "failed".into(),
     };
+    // One line: errors are reported as a single line on stderr and in the log.
+    let detail = detail.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
     Err(if detail.is_empty() { how } else { format!("{how}: {detail}") })
 }
 
