@@ -115,16 +115,19 @@ impl Profile {
 // ---------------------------------------------------------------------------
 // Temporary directory
 
-/// A directory under /tmp, removed (after unmounting anything left below it)
-/// on drop. Short path on purpose: conmon's attach socket lives below it and
-/// unix socket paths are limited to 108 bytes.
+/// A directory under `$TMPDIR` (default /tmp), removed (after unmounting
+/// anything left below it) on drop. The name is short on purpose: conmon's
+/// attach socket lives below it, and unix socket paths are limited to 108
+/// bytes. In the VM `$TMPDIR` is a tmpfs, which containerd's overlayfs
+/// snapshotter needs (an overlay cannot be an upper dir).
 pub struct TempDir {
     path: PathBuf,
 }
 
 impl TempDir {
     pub fn new(prefix: &str) -> TempDir {
-        let tmpl = CString::new(format!("/tmp/{prefix}-XXXXXX")).unwrap();
+        let tmpl = std::env::temp_dir().join(format!("{prefix}-XXXXXX"));
+        let tmpl = CString::new(tmpl.into_os_string().into_encoded_bytes()).unwrap();
         let mut buf = tmpl.into_bytes_with_nul();
         let p = unsafe { libc::mkdtemp(buf.as_mut_ptr() as *mut libc::c_char) };
         assert!(!p.is_null(), "mkdtemp: {}", std::io::Error::last_os_error());
