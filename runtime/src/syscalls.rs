@@ -85,19 +85,20 @@ pub fn mount_setattr_idmap(mnt: &OwnedFd, userns_fd: RawFd, recursive: bool) -> 
     Ok(())
 }
 
-/// `move_mount(2)` of a detached mount fd onto `target` (a path, possibly /proc/self/fd/N).
-pub fn move_mount_fd(mnt: &OwnedFd, target: &Path) -> nix::Result<()> {
-    let t = cstr(target)?;
+pub const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+
+/// `move_mount(2)` of a detached mount fd onto the object `target` refers to.
+pub fn move_mount_fd(mnt: &OwnedFd, target: &OwnedFd) -> nix::Result<()> {
     let empty = c"";
-    // SAFETY: both strings are valid for the call; fds are owned by the caller.
+    // SAFETY: the empty strings are valid for the call; fds are owned by the caller.
     check(unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             mnt.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     })?;
     Ok(())

@@ -73,12 +73,12 @@ pub fn prepare(p: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// pivot_root needs the rootfs' parent mount to be non-shared.
+/// pivot_root needs the parent of the new root's mount to be non-shared: that is the
+/// mount the rootfs lives on now (before it is bound onto itself).
 fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let parent = rootfs.parent().unwrap_or(Path::new("/"));
     let best = crate::mountinfo::read_self()
         .into_iter()
-        .filter(|m| parent.starts_with(&m.mountpoint))
+        .filter(|m| rootfs.starts_with(&m.mountpoint))
         .max_by_key(|m| m.mountpoint.as_os_str().len());
     if let Some(m) = best {
         if m.optional.iter().any(|o| o.starts_with("shared:")) {

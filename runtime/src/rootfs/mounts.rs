@@ -186,7 +186,7 @@ fn bind(ctx: &Ctx, index: usize, m: &Mount, opts: &Options) -> Result<()> {
     let meta = std::fs::metadata(&src).map_err(|e| Error::io(format!("bind mount source {}", src.display()), e))?;
     let target = if meta.is_dir() { ctx.root.mkdir_all(dest, 0o755)? } else { ctx.root.create_file(dest, 0o644)? };
     if let Some(Some(tree)) = ctx.idmapped.get(index) {
-        crate::syscalls::move_mount_fd(tree, &fd_path(&target))
+        crate::syscalls::move_mount_fd(tree, &target)
             .ctx("attach idmapped mount", format_args!("{} on {}", src.display(), ctx.root.display(dest)))?;
     } else {
         let mut f = MsFlags::MS_BIND;
