@@ -839,7 +839,8 @@ fn mount_cgroup_shows_container_cgroup() {
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     );
-    b.sh("echo '== procs =='; cat /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/*/cgroup.procs 2>/dev/null; \
+    b.sh("echo '== cgroup =='; cat /proc/self/cgroup; echo '== procs =='; \
+          for f in $(find /sys/fs/cgroup -maxdepth 4 -name cgroup.procs); do echo \"$f: $(tr '\\n' ' ' <$f)\"; done; \
           echo '== mountinfo =='; cat /proc/self/mountinfo");
     let out = run_ok(&rt, &b);
     let ms = parse_mountinfo(section(&out, "mountinfo"));
@@ -849,13 +850,31 @@ fn mount_cgroup_shows_container_cgroup() {
     for m in &cg {
         assert!(m.has_opt("ro"), "mounted read-only as configured: {m:?}");
     }
-    assert!(
-        cg.iter().any(|m| m.root == b.cgroups_path()),
-        "without a cgroup namespace the mounted cgroup is the container's ({}):\n{cg:#?}",
-        b.cgroups_path()
-    );
-    let procs: Vec<&str> = section(&out, "procs").lines().collect();
-    assert!(procs.contains(&"1"), "the container's cgroup lists its pid 1:\n{out}");
+    // One hierarchy is enough: cgroup2 if mounted, else v1 pids. The
+    // container's cgroup there (from /proc/self/cgroup) must be reachable
+    // under the mount, whether the runtime bound just that subtree (v1, root
+    // = the cgroup) or mounted the whole hierarchy (v2 without a cgroup
+    // namespace, root = `/`), and list the container's pid 1.
+    let (m, line_prefix) = match cg.iter().find(|m| m.fstype == "cgroup2") {
+        Some(m) => (*m, "0::".to_string()),
+        None => {
+            let m = cg.iter().find(|m| m.has_super_opt("pids")).expect("a pids or cgroup2 mount");
+            let line =
+                section(&out, "cgroup").lines().find(|l| l.split(':').nth(1) == Some("pids")).expect("pids line");
+            (*m, format!("{}:pids:", line.split(':').next().unwrap()))
+        }
+    };
+    let own = section(&out, "cgroup").lines().find_map(|l| l.strip_prefix(&line_prefix)).expect("own cgroup line");
+    assert_eq!(own, b.cgroups_path(), "the container is in its cgroupsPath:\n{out}");
+    let rel = own.strip_prefix(m.root.trim_end_matches('/')).unwrap_or_else(|| {
+        panic!("the container's cgroup {own} is not below the mounted cgroup root {}:\n{out}", m.root)
+    });
+    let dir = format!("{}{}", m.point, rel);
+    let procs = section(&out, "procs")
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{dir}/cgroup.procs: ")))
+        .unwrap_or_else(|| panic!("no cgroup.procs for the container's cgroup at {dir}:\n{out}"));
+    assert!(procs.split_whitespace().any(|p| p == "1"), "the container's cgroup lists its pid 1:\n{out}");
 }
 
 #[test]
