@@ -36,8 +36,9 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>> {
     Ok(out)
 }
 
-/// Personality, scheduler, I/O priority: process attributes that need no privilege change.
+/// Limits, personality, scheduler, I/O priority: set while still privileged.
 pub fn attributes(spec: &Spec, p: &Process) -> Result<()> {
+    crate::rlimits::apply(p.rlimits().as_deref().unwrap_or_default())?;
     if let Some(pers) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         let domain: u64 = match pers.domain() {
             oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,

@@ -44,6 +44,8 @@ pub fn prepare(p: &Plan) -> Result<()> {
     let prop = linux
         .and_then(|l| l.rootfs_propagation().as_deref())
         .and_then(propagation_flag)
+        // An unbindable root could not be bound onto itself: applied at the end instead.
+        .filter(|f| *f != MsFlags::MS_UNBINDABLE)
         .unwrap_or(MsFlags::MS_SLAVE);
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | prop, None::<&str>).ctx("set propagation of", "/")?;
     make_parent_private(p.rootfs)?;
