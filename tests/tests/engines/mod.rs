@@ -18,6 +18,9 @@
 //!   `delete` then misses the container and leaves its state and cgroups behind.
 //!   So the runtime uses its default root (`/run/berth` for berth); ids are
 //!   podman's unique 64-hex ids and the teardown checks that each is gone.
+//!   podman runs the runtime with `XDG_RUNTIME_DIR=` (empty, for root); the
+//!   harness's own `state`/`delete` calls do the same (crun would otherwise
+//!   use `$XDG_RUNTIME_DIR/crun`, which is set in the VM).
 //! - containerd: own config (root, state, gRPC/ttrpc sockets, `opt` plugin path
 //!   — its default creates `/opt/containerd`), no CRI plugin, `TMPDIR` in the
 //!   temp dir; `ctr run --runc-binary <runtime> --runc-root <tmp>/rt --fifo-dir`.
@@ -584,7 +587,9 @@ impl Podman {
 
     pub fn runtime_state(&self, id: &str) -> Out {
         let mut c = Command::new(&self.runtime);
-        c.args(["state", id]);
+        // As podman calls it: XDG_RUNTIME_DIR empty for root (crun would
+        // otherwise pick $XDG_RUNTIME_DIR/crun as its root, e.g. in the VM).
+        c.env("XDG_RUNTIME_DIR", "").args(["state", id]);
         run(c, &self.logs, CMD_TIMEOUT)
     }
 
@@ -617,7 +622,7 @@ impl Podman {
             if st.code == 0 {
                 leaks.push(format!("runtime still knows container {id}: {}", st.stdout.trim()));
                 let mut c = Command::new(&self.runtime);
-                c.args(["delete", "--force", id]);
+                c.env("XDG_RUNTIME_DIR", "").args(["delete", "--force", id]);
                 let _ = run(c, &self.logs, CMD_TIMEOUT);
             }
             let cg = format!("{}/libpod-{id}", self.cgroup_parent);
