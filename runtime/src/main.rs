@@ -2,13 +2,22 @@
 
 use std::process::ExitCode;
 
-use berth_runtime::cli::{Cli, Command, CreateArgs, ListFormat, LogFormat};
+use berth_runtime::cli::{Command, CreateArgs, ExecArgs, ListFormat, LogFormat};
 use berth_runtime::container::{self, Ctx};
 use berth_runtime::log::{Format, Logger};
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match berth_runtime::cli::parse() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(h) = &cli.help {
+        print!("{h}");
+        return ExitCode::SUCCESS;
+    }
     if cli.version {
         println!("berth version {}", env!("CARGO_PKG_VERSION"));
         println!("commit: {}", env!("BERTH_COMMIT"));
@@ -27,7 +36,7 @@ fn main() -> ExitCode {
         }
     };
     let Some(command) = cli.command else {
-        eprintln!("berth: no command given (try --help)");
+        eprint!("berth: no command given\n\n{}", berth_runtime::cli::USAGE);
         return ExitCode::FAILURE;
     };
     let rootless = cli.rootless.as_deref().is_some_and(|v| v == "true");
@@ -89,12 +98,11 @@ fn dispatch(ctx: &Ctx, command: Command, rootless: bool) -> berth_runtime::Resul
             print!("{s}");
             0
         }),
-        Command::Exec {
+        Command::Exec(ExecArgs {
             process, tty, detach, pid_file, console_socket, cwd, env, user, additional_gids, cap, no_new_privs,
             apparmor, process_label, preserve_fds, id, args,
-        } => {
+        }) => {
             berth_runtime::process::stdio::check_preserved(preserve_fds)?;
-            let args = if args.first().map(String::as_str) == Some("--") { args[1..].to_vec() } else { args };
             container::exec::exec(
                 ctx,
                 &container::exec::Opts {

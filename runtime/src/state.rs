@@ -9,7 +9,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Hooks, Spec};
+use serde_json::value::RawValue;
 use serde::{Deserialize, Serialize};
 
 use crate::error::IoContext;
@@ -59,8 +60,12 @@ pub struct State {
     pub annotations: BTreeMap<String, String>,
     /// Absolute cgroup directories the container was placed in.
     pub cgroup_paths: Vec<PathBuf>,
-    /// The config the container was created from (exec, hooks and delete need it).
-    pub config: Spec,
+    /// The config's hooks (start and delete run them; kept apart so they need no full parse).
+    pub hooks: Option<Hooks>,
+    /// The container has its own pid namespace (its init's death ends every process).
+    pub own_pidns: bool,
+    /// The config the container was created from, verbatim (exec parses it).
+    pub config: Box<RawValue>,
 }
 
 /// Container ids follow runc's rule: letters, digits, `_ + - .`, not `.` or `..`.
@@ -82,6 +87,11 @@ pub fn state_dir(root: &Path, id: &str) -> PathBuf {
 }
 
 impl State {
+    /// The full config (parsed on demand: only exec needs all of it).
+    pub fn spec(&self) -> Result<Spec> {
+        serde_json::from_str(self.config.get()).map_err(|e| Error::Container(format!("container {}: stored config: {e}", self.id)))
+    }
+
     pub fn dir(&self, root: &Path) -> PathBuf {
         state_dir(root, &self.id)
     }

@@ -42,7 +42,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The runtime under test: `$BERTH_TEST_RUNTIME`, else `$BERTH_BIN_DIR/berth`,
-/// else `<repo>/target/release/berth`.
+/// else `<repo>/target/bin/berth` (made by `scripts/build`).
 pub fn runtime() -> PathBuf {
     if let Some(p) = std::env::var_os("BERTH_TEST_RUNTIME").filter(|v| !v.is_empty()) {
         return PathBuf::from(p);
@@ -50,7 +50,7 @@ pub fn runtime() -> PathBuf {
     if let Some(d) = std::env::var_os("BERTH_BIN_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(d).join("berth");
     }
-    repo_root().join("target/release/berth")
+    repo_root().join("target/bin/berth")
 }
 
 /// File name of the runtime under test ("berth", "runc", "crun", ...).

@@ -72,7 +72,7 @@ impl Runtime {
         let bin = crate::runtime();
         assert!(
             bin.is_file(),
-            "runtime binary {} not found: build it (`cargo build --release -p berth-runtime`), \
+            "runtime binary {} not found: build it (`scripts/build`), \
              or set BERTH_BIN_DIR / BERTH_TEST_RUNTIME",
             bin.display()
         );

@@ -38,7 +38,7 @@ pub fn create(ctx: &Ctx, o: &Opts, console: Option<OwnedFd>) -> Result<State> {
     ctx.check_cgroup_driver()?;
     state::check_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle).with_ctx(|| format!("bundle {}", o.bundle.display()))?;
-    let spec = crate::spec::load(&bundle)?;
+    let (spec, raw) = crate::spec::load_raw(&bundle)?;
     crate::spec::validate(&spec, &bundle)?;
     let process = spec.process().as_ref().expect("validated");
     if process.terminal() == Some(true) && o.console_socket.is_none() && console.is_none() {
@@ -46,7 +46,7 @@ pub fn create(ctx: &Ctx, o: &Opts, console: Option<OwnedFd>) -> Result<State> {
     }
     let dir = state::create_dir(&ctx.root, &o.id)?;
     let mut cgroup_paths = Vec::new();
-    let res = create_in(ctx, o, &spec, &bundle, &dir, console, &mut cgroup_paths);
+    let res = create_in(ctx, o, &spec, raw, &bundle, &dir, console, &mut cgroup_paths);
     if res.is_err() {
         let _ = crate::cgroups::remove(&cgroup_paths, false);
         let _ = std::fs::remove_dir_all(&dir);
@@ -58,6 +58,7 @@ fn create_in(
     ctx: &Ctx,
     o: &Opts,
     spec: &oci_spec::runtime::Spec,
+    raw: Box<serde_json::value::RawValue>,
     bundle: &Path,
     dir: &Path,
     console: Option<OwnedFd>,
@@ -104,7 +105,9 @@ fn create_in(
         owner: owner(),
         annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         cgroup_paths: cgroup_paths.clone(),
-        config: spec.clone(),
+        hooks: spec.hooks().clone(),
+        own_pidns: crate::spec::namespaces(spec).iter().any(|(t, p)| *t == oci_spec::runtime::LinuxNamespaceType::Pid && p.is_none()),
+        config: raw,
     };
     let launch = Launch {
         id: &o.id,

@@ -5,7 +5,6 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use oci_spec::runtime::LinuxNamespaceType;
 
 use super::Ctx;
 use crate::hooks::{self, Kind};
@@ -38,7 +37,7 @@ pub fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<()> {
 
 /// Kill what is left, wait for the init to go, remove cgroup and state, poststop hooks.
 pub fn destroy(ctx: &Ctx, st: &State) -> Result<()> {
-    let own_pidns = crate::spec::namespaces(&st.config).iter().any(|(t, p)| *t == LinuxNamespaceType::Pid && p.is_none());
+    let own_pidns = st.own_pidns;
     if st.init_alive() {
         // A frozen cgroup would keep SIGKILL pending forever: thaw it first.
         thaw(&st.cgroup_paths);
@@ -56,7 +55,7 @@ pub fn destroy(ctx: &Ctx, st: &State) -> Result<()> {
     crate::cgroups::remove(&st.cgroup_paths, own_pidns)?;
     let dir = st.dir(&ctx.root);
     std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove state {}", dir.display()), e))?;
-    if let Err(e) = hooks::run_all(st.config.hooks(), Kind::Poststop, &st.hook_json(Status::Stopped)) {
+    if let Err(e) = hooks::run_all(&st.hooks, Kind::Poststop, &st.hook_json(Status::Stopped)) {
         // runtime-spec: a failing poststop hook is a warning.
         ctx.log.warn(&e.to_string());
     }

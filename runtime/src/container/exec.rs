@@ -32,7 +32,7 @@ pub struct Opts {
 
 /// The process to run: `--process` file as is, else the container's process with the
 /// command line's overrides (as runc builds it).
-fn build_process(st: &State, o: &Opts) -> Result<Process> {
+fn build_process(spec: &oci_spec::runtime::Spec, o: &Opts) -> Result<Process> {
     if let Some(f) = &o.process {
         let data = std::fs::read(f).map_err(|e| Error::io(format!("read process file {}", f.display()), e))?;
         let p: Process = serde_json::from_slice(&data).map_err(|e| Error::Config(format!("process file {}: {e}", f.display())))?;
@@ -44,7 +44,7 @@ fn build_process(st: &State, o: &Opts) -> Result<Process> {
     if o.args.is_empty() {
         return Err(Error::Config("exec: no command given (use --process or give args)".into()));
     }
-    let mut p = st.config.process().clone().unwrap_or_default();
+    let mut p = spec.process().clone().unwrap_or_default();
     p.set_args(Some(o.args.clone()));
     p.set_terminal(Some(o.tty));
     p.set_console_size(None);
@@ -113,7 +113,8 @@ pub fn exec(ctx: &Ctx, o: &Opts) -> Result<i32> {
         Status::Running | Status::Created => {}
         s => return Err(Error::Container(format!("cannot exec in container {}: it is {s}", o.id))),
     }
-    let process = build_process(&st, o)?;
+    let spec = st.spec()?;
+    let process = build_process(&spec, o)?;
     crate::lsm::check(process.apparmor_profile().as_deref(), process.selinux_label().as_deref())?;
     if !process.cwd().is_absolute() {
         return Err(Error::Config(format!("cwd {:?}: must be absolute", process.cwd())));
@@ -134,7 +135,7 @@ pub fn exec(ctx: &Ctx, o: &Opts) -> Result<i32> {
         (None, None)
     };
     // Enter every namespace the container's init is in.
-    let list: Vec<_> = crate::spec::namespaces(&st.config)
+    let list: Vec<_> = crate::spec::namespaces(&spec)
         .into_iter()
         .map(|(t, _)| (t, crate::namespaces::of_pid(st.pid, t)))
         .collect();
@@ -144,7 +145,7 @@ pub fn exec(ctx: &Ctx, o: &Opts) -> Result<i32> {
     }
     let launch = Launch {
         id: &o.id,
-        spec: &st.config,
+        spec: &spec,
         process: &process,
         bundle: &st.bundle,
         rootfs: st.rootfs.clone(),
