@@ -674,6 +674,9 @@ pub struct Containerd {
     logs: PathBuf,
     daemon: Option<Child>,
     made_run_containerd: bool,
+    /// crun makes its default root (/run/crun) even when given `--root`;
+    /// removed again at teardown if this harness created it and it is empty.
+    made_default_root: Option<PathBuf>,
     torn_down: bool,
 }
 
@@ -747,6 +750,7 @@ disabled_plugins = [
             logs,
             daemon: Some(daemon),
             made_run_containerd,
+            made_default_root: default_runtime_root(runtime).filter(|r| !r.exists()),
             torn_down: false,
         };
         let up = wait_for(Duration::from_secs(120), || {
@@ -963,6 +967,9 @@ disabled_plugins = [
             // Only empty directories go: another containerd may be using them.
             let _ = fs::remove_dir("/run/containerd/s");
             let _ = fs::remove_dir("/run/containerd");
+        }
+        if let Some(r) = &self.made_default_root {
+            let _ = fs::remove_dir(r);
         }
         leaks
     }
