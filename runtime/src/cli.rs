@@ -279,6 +279,10 @@ pub fn parse_from(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Strin
         }
         "spec" => Command::Spec { bundle: spec_bundle },
         "features" => Command::Features,
+        "pause" | "resume" | "update" | "events" => {
+            return Err(format!("{name}: not supported by this berth build yet (it comes with cgroup resource control)"))
+        }
+        "checkpoint" | "restore" => return Err(format!("{name}: checkpoint/restore (CRIU) is not supported by berth")),
         other => return Err(format!("unknown command {other:?} (see berth --help)")),
     });
     Ok(cli)

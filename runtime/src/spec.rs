@@ -154,6 +154,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
             }
         }
     }
+    if (spec.hostname().is_some() || spec.domainname().is_some()) && !types.contains(&LinuxNamespaceType::Uts) {
+        return Err(Error::Config("hostname/domainname: the container has no uts namespace of its own; setting them would change the host's".into()));
+    }
     if let Some(sysctl) = linux.sysctl() {
         for key in sysctl.keys() {
             check_sysctl(key, &types)?;
