@@ -11,6 +11,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod console;
 pub mod container;
+pub mod devices;
 pub mod error;
 pub mod features;
 pub mod hooks;

@@ -205,7 +205,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
 
 /// Resource limits are enforced by the cgroup layer, which arrives with the runtime's
 /// part 2. Until then a config that asks for one is refused rather than run unlimited.
-/// An allow-all device list (what privileged engines send) asks for nothing.
+/// Device rules are enforced (`crate::devices`); here only checked: type a/b/c, access
+/// from r/w/m, major/minor a number or -1.
 pub fn check_resources(r: &LinuxResources) -> Result<()> {
     let unsupported = |what: &str| {
         Err(Error::Unsupported(format!(
@@ -213,17 +214,7 @@ pub fn check_resources(r: &LinuxResources) -> Result<()> {
         )))
     };
     if let Some(devs) = r.devices() {
-        let allow_all = |d: &oci_spec::runtime::LinuxDeviceCgroup| {
-            d.allow()
-                && matches!(d.typ(), None | Some(oci_spec::runtime::LinuxDeviceType::A))
-                && d.major().is_none()
-                && d.minor().is_none()
-                && d.access().as_deref().is_none_or(|a| a.contains('r') && a.contains('w') && a.contains('m'))
-        };
-        // Effective policy is decided by the last rules; all-allow lists are a no-op.
-        if !devs.iter().all(allow_all) {
-            return unsupported("devices");
-        }
+        crate::devices::check_all(devs)?;
     }
     if let Some(m) = r.memory() {
         if m.limit().is_some()
@@ -320,7 +311,10 @@ mod tests {
         let r: LinuxResources = serde_json::from_str(r#"{"devices":[{"allow":true,"access":"rwm"}]}"#).unwrap();
         assert!(check_resources(&r).is_ok());
         let r: LinuxResources = serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#).unwrap();
-        assert!(check_resources(&r).is_err());
+        assert!(check_resources(&r).is_ok());
+        let r: LinuxResources = serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwq"}]}"#).unwrap();
+        let e = check_resources(&r).unwrap_err().to_string();
+        assert!(e.contains("linux.resources.devices[0]: access \"rwq\""), "{e}");
         let r: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":0},"memory":{},"cpu":{}}"#).unwrap();
         assert!(check_resources(&r).is_ok());
         let r: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap();

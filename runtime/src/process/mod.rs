@@ -142,7 +142,14 @@ fn drive(l: &Launch, ch: &channel::Channel, bootstrap: Pid, pid: &mut Option<i32
                 let state = on_hooks(p)?;
                 ch.send(&Msg::HooksDone(state))?;
             }
-            Some(Msg::Ready) => return Ok(()),
+            Some(Msg::Ready) => {
+                // Device rules once the init has built /dev (its mknods are not subject
+                // to them), before the user program: as runc does at procReady.
+                if let (Role::Init { .. }, Some(d)) = (&l.role, l.spec.linux().as_ref().and_then(|x| x.resources().as_ref()).and_then(|r| r.devices().as_ref())) {
+                    crate::devices::apply(&l.cgroup_paths, d)?;
+                }
+                return Ok(());
+            }
             Some(Msg::Warn(w)) => l.log.warn(&w),
             Some(Msg::Error(e)) => return Err(Error::Child(e)),
             Some(m) => return Err(Error::Child(format!("sync channel: unexpected {m:?}"))),
