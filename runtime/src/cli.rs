@@ -81,6 +81,10 @@ pub enum Command {
     Exec(ExecArgs),
     Spec { bundle: PathBuf },
     Features,
+    Pause { id: String },
+    Resume { id: String },
+    Update(crate::container::update::Opts),
+    Events { id: String, stats: bool, interval: String },
 }
 
 pub const USAGE: &str = "\
@@ -98,6 +102,10 @@ commands:
   list             list containers (--format table|json, -q)
   ps <id> [args]   processes of a container (--format table|json)
   exec <id> <cmd>  run a process in a running container
+  pause <id>       freeze every process of the container
+  resume <id>      thaw a paused container
+  update <id>      change resource limits (--resources file|-, --memory, ...)
+  events <id>      stats and OOM events as JSON lines (--stats, --interval)
   spec             write a default config.json (--bundle, --rootless)
   features         what this runtime supports (JSON)
 
@@ -120,6 +128,9 @@ fn command_help(cmd: &str) -> String {
         "ps" => "usage: berth ps [-f|--format table|json] <id> [ps arguments]\n",
         "exec" => "usage: berth exec [options] <id> <command> [args...]\noptions:\n  --process <file>  process.json to run instead of a command line\n  -t, --tty  -d, --detach  --pid-file <file>  --console-socket <path>\n  --cwd <dir>  -e, --env K=V  -u, --user uid[:gid]  -g, --additional-gids <gid>\n  -c, --cap CAP_X  --no-new-privs  --apparmor <p>  --process-label <l>\n  --preserve-fds <n>\n",
         "spec" => "usage: berth spec [-b|--bundle <dir>] [--rootless]\n",
+        "pause" | "resume" => "usage: berth pause|resume <id>\n",
+        "update" => "usage: berth update [options] <id>\noptions:\n  -r, --resources <file|->  linux.resources JSON\n  --memory <size>  --memory-swap <size>  --memory-reservation <size>\n  --kernel-memory <size>  --kernel-memory-tcp <size>\n  --cpu-shares <n>  --cpu-quota <us>  --cpu-period <us>  --cpu-burst <us>\n  --cpu-rt-period <us>  --cpu-rt-runtime <us>  --cpuset-cpus <list>  --cpuset-mems <list>\n  --pids-limit <n>  --blkio-weight <10-1000>\n",
+        "events" => "usage: berth events [--stats] [--interval 5s] <id>\n",
         _ => "",
     };
     format!("usage: berth {cmd} ...\n{text}")
@@ -178,6 +189,8 @@ pub fn parse_from(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Strin
     let (mut detach, mut all, mut force, mut quiet) = (false, false, false, false);
     let mut format = ListFormat::Table;
     let mut spec_bundle = PathBuf::from(".");
+    let mut u = crate::container::update::Opts::default();
+    let (mut stats, mut interval) = (false, "5s".to_string());
     // After the first positional, `ps` and `exec` take everything verbatim.
     let verbatim_after = match name.as_str() {
         "ps" => Some(1),
@@ -224,6 +237,33 @@ pub fn parse_from(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Strin
             ("exec", Long("preserve-fds")) => e.preserve_fds = number(p.value(), "--preserve-fds")?,
             ("spec", Short('b') | Long("bundle")) => spec_bundle = p.value().map_err(|e| e.to_string())?.into(),
             ("spec", Long("rootless")) => cli.rootless = Some("true".into()),
+            ("update", Short('r') | Long("resources")) => u.resources = Some(p.value().map_err(|e| e.to_string())?.into()),
+            ("update", Long(flag)) if UPDATE_FLAGS.contains(&flag) => {
+                let flag = flag.to_string();
+                let v = Some(string(p.value())?);
+                match flag.as_str() {
+                    "memory" => u.memory = v,
+                    "memory-swap" => u.memory_swap = v,
+                    "memory-reservation" => u.memory_reservation = v,
+                    "kernel-memory" => u.kernel_memory = v,
+                    "kernel-memory-tcp" => u.kernel_memory_tcp = v,
+                    "cpu-shares" => u.cpu_shares = v,
+                    "cpu-quota" => u.cpu_quota = v,
+                    "cpu-period" => u.cpu_period = v,
+                    "cpu-burst" => u.cpu_burst = v,
+                    "cpu-rt-period" => u.cpu_rt_period = v,
+                    "cpu-rt-runtime" => u.cpu_rt_runtime = v,
+                    "cpuset-cpus" => u.cpuset_cpus = v,
+                    "cpuset-mems" => u.cpuset_mems = v,
+                    "pids-limit" => u.pids_limit = v,
+                    _ => u.blkio_weight = v,
+                }
+            }
+            ("update", Long(flag)) if flag.starts_with("l3-cache") || flag.starts_with("mem-bw") => {
+                return Err(format!("update --{flag}: Intel RDT is not supported by berth"))
+            }
+            ("events", Long("stats")) => stats = true,
+            ("events", Long("interval")) => interval = string(p.value())?,
             (_, Value(v)) => {
                 positional.push(v.to_string_lossy().into_owned());
                 if verbatim_after == Some(positional.len()) {
@@ -279,14 +319,23 @@ pub fn parse_from(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Strin
         }
         "spec" => Command::Spec { bundle: spec_bundle },
         "features" => Command::Features,
-        "pause" | "resume" | "update" | "events" => {
-            return Err(format!("{name}: not supported by this berth build yet (it comes with cgroup resource control)"))
+        "pause" => Command::Pause { id: need_id(&positional)? },
+        "resume" => Command::Resume { id: need_id(&positional)? },
+        "update" => {
+            u.id = need_id(&positional)?;
+            Command::Update(u)
         }
+        "events" => Command::Events { id: need_id(&positional)?, stats, interval },
         "checkpoint" | "restore" => return Err(format!("{name}: checkpoint/restore (CRIU) is not supported by berth")),
         other => return Err(format!("unknown command {other:?} (see berth --help)")),
     });
     Ok(cli)
 }
+
+const UPDATE_FLAGS: &[&str] = &[
+    "memory", "memory-swap", "memory-reservation", "kernel-memory", "kernel-memory-tcp", "cpu-shares", "cpu-quota",
+    "cpu-period", "cpu-burst", "cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus", "cpuset-mems", "pids-limit", "blkio-weight",
+];
 
 fn string(v: Result<OsString, lexopt::Error>) -> Result<String, String> {
     v.map_err(|e| e.to_string())?.into_string().map_err(|s| format!("{s:?}: not valid UTF-8"))
@@ -336,6 +385,17 @@ mod tests {
         assert_eq!((format, quiet), (ListFormat::Json, false));
         let Some(Command::Ps { ps_args, .. }) = parse(&["ps", "x", "-o", "pid"]).unwrap().command else { panic!() };
         assert_eq!(ps_args, vec!["-o", "pid"]);
+    }
+
+    #[test]
+    fn part_two_commands() {
+        let Some(Command::Update(u)) = parse(&["update", "--memory", "64m", "--cpu-quota=5000", "-r", "-", "x"]).unwrap().command else { panic!() };
+        assert_eq!((u.id.as_str(), u.memory.as_deref(), u.cpu_quota.as_deref()), ("x", Some("64m"), Some("5000")));
+        assert_eq!(u.resources, Some(PathBuf::from("-")));
+        let Some(Command::Events { stats, interval, .. }) = parse(&["events", "--stats", "--interval", "1s", "x"]).unwrap().command else { panic!() };
+        assert_eq!((stats, interval.as_str()), (true, "1s"));
+        assert!(matches!(parse(&["pause", "x"]).unwrap().command, Some(Command::Pause { .. })));
+        assert!(parse(&["update", "--bogus", "1", "x"]).is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
-            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
+            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": true },
             "seccomp": { "enabled": false },
             "apparmor": { "enabled": crate::lsm::apparmor_enabled() },
             "selinux": { "enabled": crate::lsm::selinux_enabled() },
@@ -30,7 +30,7 @@ pub fn features() -> Value {
             "mountExtensions": { "idmap": { "enabled": true } },
         },
         "annotations": {
-            "org.opencontainers.runtime-spec.features.linux.resources": "none enforced yet: configs with resource limits are refused",
+            "io.berth.linux.resources": "memory, cpu, pids, blockIO, hugepageLimits, network (v1), rdma, unified (v2) enforced; a setting the host's cgroups cannot take is an error; device rules enforced (v1 devices controller, v2 eBPF program)",
             "io.berth.version": env!("CARGO_PKG_VERSION"),
         },
     })

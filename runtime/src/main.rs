@@ -111,6 +111,13 @@ fn dispatch(ctx: &Ctx, command: Command, rootless: bool) -> berth_runtime::Resul
                 },
             )
         }
+        Command::Pause { id } => container::pause::pause(ctx, &id).map(|_| 0),
+        Command::Resume { id } => container::pause::resume(ctx, &id).map(|_| 0),
+        Command::Update(o) => container::update::update(ctx, &o).map(|_| 0),
+        Command::Events { id, stats, interval } => {
+            let interval = container::events::parse_interval(&interval)?;
+            container::events::events(ctx, &id, stats, interval, &mut std::io::stdout().lock()).map(|_| 0)
+        }
         Command::Spec { bundle } => {
             let path = bundle.join("config.json");
             if path.exists() {

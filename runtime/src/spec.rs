@@ -203,70 +203,49 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Resource limits are enforced by the cgroup layer, which arrives with the runtime's
-/// part 2. Until then a config that asks for one is refused rather than run unlimited.
-/// Device rules are enforced (`crate::devices`); here only checked: type a/b/c, access
-/// from r/w/m, major/minor a number or -1.
+/// Resource values that are wrong on any host (checked before anything exists; the
+/// cgroup layer enforces them). Device rules: type a/b/c, access from r/w/m, major/minor
+/// a number or -1 (`crate::devices`).
 pub fn check_resources(r: &LinuxResources) -> Result<()> {
-    let unsupported = |what: &str| {
-        Err(Error::Unsupported(format!(
-            "linux.resources.{what}: resource limits are not enforced by this berth build yet; refusing to run the container without them"
-        )))
-    };
     if let Some(devs) = r.devices() {
         crate::devices::check_all(devs)?;
     }
+    // The cgroup layer (`crate::cgroups`) enforces the rest; here only what is wrong
+    // whatever the host: negative values other than -1 (unlimited).
+    let bad = |what: &str, v: i64| Err(Error::Config(format!("linux.resources.{what} {v}: must be positive, or -1 for unlimited")));
     if let Some(m) = r.memory() {
-        if m.limit().is_some()
-            || m.reservation().is_some()
-            || m.swap().is_some()
-            || m.kernel().is_some()
-            || m.kernel_tcp().is_some()
-            || m.swappiness().is_some()
-            || m.disable_oom_killer().is_some()
-        {
-            return unsupported("memory");
+        for (what, v) in [("memory.limit", m.limit()), ("memory.reservation", m.reservation()), ("memory.swap", m.swap()), ("memory.kernel", m.kernel()), ("memory.kernelTCP", m.kernel_tcp())] {
+            if let Some(v) = v.filter(|v| *v < -1) {
+                return bad(what, v);
+            }
+        }
+        if let Some(s) = m.swappiness().filter(|s| *s > 100) {
+            return Err(Error::Config(format!("linux.resources.memory.swappiness {s}: must be 0..=100")));
+        }
+        if let (Some(l), Some(s)) = (m.limit(), m.swap()) {
+            if l > 0 && s > 0 && s < l {
+                return Err(Error::Config(format!("linux.resources.memory.swap {s}: memory+swap must be >= memory.limit {l}")));
+            }
         }
     }
     if let Some(c) = r.cpu() {
-        if c.shares().is_some()
-            || c.quota().is_some()
-            || c.period().is_some()
-            || c.realtime_runtime().is_some()
-            || c.realtime_period().is_some()
-            || c.cpus().is_some()
-            || c.mems().is_some()
-            || c.idle().is_some()
-            || c.burst().is_some()
-        {
-            return unsupported("cpu");
+        if let Some(q) = c.quota().filter(|q| *q < -1 || (*q > 0 && *q < 1000)) {
+            return Err(Error::Config(format!("linux.resources.cpu.quota {q}: must be >= 1000 (µs), or -1 for unlimited")));
+        }
+        if let Some(p) = c.period().filter(|p| *p != 0 && !(1000..=1_000_000).contains(p)) {
+            return Err(Error::Config(format!("linux.resources.cpu.period {p}: must be 1000..=1000000 (µs)")));
+        }
+        if let Some(i) = c.idle().filter(|i| !(0..=1).contains(i)) {
+            return Err(Error::Config(format!("linux.resources.cpu.idle {i}: must be 0 or 1")));
         }
     }
-    if r.pids().is_some_and(|p| p.limit() > 0) {
-        return unsupported("pids");
+    if let Some(l) = r.pids().map(|p| p.limit()).filter(|l| *l < -1) {
+        return bad("pids.limit", l);
     }
-    if r.block_io().as_ref().is_some_and(|b| {
-        b.weight().is_some()
-            || b.leaf_weight().is_some()
-            || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-            || b.throttle_read_bps_device().as_ref().is_some_and(|v| !v.is_empty())
-            || b.throttle_write_bps_device().as_ref().is_some_and(|v| !v.is_empty())
-            || b.throttle_read_iops_device().as_ref().is_some_and(|v| !v.is_empty())
-            || b.throttle_write_iops_device().as_ref().is_some_and(|v| !v.is_empty())
-    }) {
-        return unsupported("blockIO");
-    }
-    if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
-        return unsupported("hugepageLimits");
-    }
-    if r.network().as_ref().is_some_and(|n| n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty())) {
-        return unsupported("network");
-    }
-    if r.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
-        return unsupported("rdma");
-    }
-    if r.unified().as_ref().is_some_and(|v| !v.is_empty()) {
-        return unsupported("unified");
+    if let Some(b) = r.block_io() {
+        if let Some(w) = b.weight().filter(|w| *w != 0 && !(10..=1000).contains(w)) {
+            return Err(Error::Config(format!("linux.resources.blockIO.weight {w}: must be 10..=1000")));
+        }
     }
     Ok(())
 }
@@ -318,8 +297,12 @@ mod tests {
         let r: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":0},"memory":{},"cpu":{}}"#).unwrap();
         assert!(check_resources(&r).is_ok());
         let r: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap();
+        assert!(check_resources(&r).is_ok());
+        let r: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":-5}}"#).unwrap();
         let e = check_resources(&r).unwrap_err().to_string();
-        assert!(e.contains("linux.resources.memory"), "{e}");
+        assert!(e.contains("linux.resources.memory.limit -5"), "{e}");
+        let r: LinuxResources = serde_json::from_str(r#"{"pids":{"limit":-2}}"#).unwrap();
+        assert!(check_resources(&r).is_err());
     }
 }
 

@@ -12,15 +12,18 @@ pub fn kill(ctx: &Ctx, id: &str, signal: &str, all: bool) -> Result<()> {
     if st.status(&ctx.root) == Status::Stopped {
         return Err(Error::Container(format!("container {id} is not running")));
     }
-    if all {
-        crate::cgroups::signal_all(&st.cgroup_paths, sig)?;
-    }
     let pidfd = crate::syscalls::pidfd_open(st.pid).ctx("pidfd_open", st.pid)?;
     // The pidfd was opened after the start-time check in status(): recheck to close the gap.
     if !st.init_alive() {
         return Err(Error::Container(format!("container {id} is not running")));
     }
-    match crate::syscalls::pidfd_send_signal(&pidfd, sig) {
+    // The init first: signalling the cgroup first could let it die (pid namespace) before
+    // its own signal, which would then look like "not running".
+    let res = crate::syscalls::pidfd_send_signal(&pidfd, sig);
+    if all {
+        crate::cgroups::signal_all(&st.cgroup_paths, sig)?;
+    }
+    match res {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::ESRCH) if all => Ok(()),
         Err(e) => Err(Error::sys("kill", format_args!("container {id} (pid {}) with signal {sig}", st.pid), e)),

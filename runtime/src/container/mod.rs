@@ -2,14 +2,17 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod foreground;
 pub mod kill;
 pub mod list;
+pub mod pause;
 pub mod ps;
 pub mod run;
 pub mod start;
 pub mod state;
+pub mod update;
 
 use std::path::PathBuf;
 

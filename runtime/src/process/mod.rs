@@ -135,6 +135,10 @@ fn drive(l: &Launch, ch: &channel::Channel, bootstrap: Pid, pid: &mut Option<i32
                 *pid = Some(p);
                 let _ = waitpid(bootstrap, None);
                 crate::cgroups::join(&l.cgroup_paths, p)?;
+                // Limits hold before the container's init runs a single instruction of its own.
+                if let (Role::Init { .. }, Some(r)) = (&l.role, l.spec.linux().as_ref().and_then(|x| x.resources().as_ref())) {
+                    crate::cgroups::open(&l.cgroup_paths).apply(r, false, l.log)?;
+                }
                 ch.send(&Msg::Continue)?;
             }
             Some(Msg::RunHooks) => {
