@@ -300,6 +300,13 @@ fn shared_cgroups_path_is_kept_until_the_last_container_goes() {
     rt.start(pod.id()).ok();
     rt.start(b2.id()).ok();
     assert_eq!(cg_read(&pod, "pids.current"), "2");
+    // A container that fails to be created in the pod's cgroup leaves the others alone.
+    let mut b3 = rt.bundle();
+    b3.sleeper().set("linux.cgroupsPath", json!(pod.cgroups_path())).set("linux.resources", json!({"cpu": {"cpus": "999"}}));
+    rt.create(&b3).fails();
+    rt.assert_no_trace(&b3);
+    assert_eq!(rt.status(pod.id()).as_deref(), Some("running"));
+    assert_eq!(rt.status(b2.id()).as_deref(), Some("running"));
     rt.delete_force(b2.id()).ok();
     assert_eq!(cg_read(&pod, "pids.max"), "50", "the pod cgroup outlives one of its containers");
     assert!(rt.status(pod.id()).as_deref() == Some("running"));

@@ -48,7 +48,9 @@ pub fn create(ctx: &Ctx, o: &Opts, console: Option<OwnedFd>) -> Result<State> {
     let mut cgroup_paths = Vec::new();
     let res = create_in(ctx, o, &spec, raw, &bundle, &dir, console, &mut cgroup_paths);
     if res.is_err() {
-        let _ = crate::cgroups::remove(&cgroup_paths, false);
+        // The launch already killed and reaped our init; a cgroup still busy holds other
+        // containers (a shared cgroupsPath) and must keep them: never kill there.
+        let _ = crate::cgroups::remove(&cgroup_paths, true);
         let _ = std::fs::remove_dir_all(&dir);
     }
     res
