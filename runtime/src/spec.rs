@@ -179,10 +179,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
     if let Some(r) = linux.resources() {
         check_resources(r)?;
     }
-    if linux.seccomp().is_some() {
-        return Err(Error::Unsupported(
-            "linux.seccomp: seccomp filters are not implemented in this berth build; refusing to run the container unconfined".into(),
-        ));
+    if let Some(s) = linux.seccomp() {
+        crate::seccomp::validate(s)?;
     }
     if linux.intel_rdt().is_some() {
         return Err(Error::Unsupported("linux.intelRdt: Intel RDT is not supported".into()));

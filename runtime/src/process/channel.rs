@@ -29,6 +29,11 @@ pub enum Msg {
     Error(String),
     /// any stage → runtime: log this warning and go on.
     Warn(String),
+    /// process → runtime: my seccomp listener is this descriptor number; take a copy
+    /// (pidfd_getfd) for `linux.seccomp.listenerPath`.
+    SeccompListener(i32),
+    /// runtime → process: the listener has the fd; go on.
+    SeccompDone,
 }
 
 pub struct Channel(pub OwnedFd);
@@ -65,6 +70,11 @@ impl Channel {
                 buf.push(9);
                 buf.extend_from_slice(&s.as_bytes()[..s.len().min(60_000)]);
             }
+            Msg::SeccompListener(fd) => {
+                buf.push(10);
+                buf.extend_from_slice(&fd.to_le_bytes());
+            }
+            Msg::SeccompDone => buf.push(11),
         }
         loop {
             match send(self.0.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL) {
@@ -100,6 +110,8 @@ impl Channel {
             7 => Msg::Ready,
             8 => Msg::Error(text()),
             9 => Msg::Warn(text()),
+            10 if body.len() == 4 => Msg::SeccompListener(i32::from_le_bytes(body.try_into().unwrap())),
+            11 => Msg::SeccompDone,
             t => return Err(Error::Child(format!("sync channel: unknown message type {t}"))),
         }))
     }
@@ -122,7 +134,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let (a, b) = pair().unwrap();
-        for m in [Msg::MapIds, Msg::Pid(4242), Msg::HooksDone("{\"id\":\"x\"}".into()), Msg::Error("boom".into()), Msg::Ready] {
+        for m in [Msg::MapIds, Msg::Pid(4242), Msg::HooksDone("{\"id\":\"x\"}".into()), Msg::Error("boom".into()), Msg::Ready, Msg::SeccompListener(7), Msg::SeccompDone] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));
         }

@@ -101,12 +101,21 @@ fn init(l: &Launch, ch: &Channel, fifo: &std::os::fd::OwnedFd) -> Result<Error> 
     nix::sys::stat::umask(Mode::from_bits_truncate(umask));
     setup::attributes(spec, l.process)?;
     crate::lsm::apply(l.process.apparmor_profile().as_deref(), l.process.selinux_label().as_deref())?;
+    let filter = if l.spec.linux().as_ref().is_some_and(|x| x.seccomp().is_some()) { seccomp_before_credentials(l, ch)? } else { None };
     for w in setup::credentials(l.process)? {
         ch.send(&Msg::Warn(w))?;
     }
     let env = setup::environment(l.process, l.listen_fds);
     let args = l.process.args().clone().unwrap_or_default();
     let program = setup::find_program(&args[0], &env)?;
+    // A NOTIFY filter goes on while `create` can still hand its fd to the listener.
+    let filter = match filter {
+        Some(f) if f.notify() => {
+            install_seccomp(&f, Some(ch))?;
+            None
+        }
+        f => f,
+    };
 
     // Ready: the runtime records the container as created and exits.
     ch.send(&Msg::Ready)?;
@@ -128,9 +137,46 @@ fn init(l: &Launch, ch: &Channel, fifo: &std::os::fd::OwnedFd) -> Result<Error> 
     let _ = wf.write_all(b"0");
     drop(wf);
     setup::descriptors(l.preserve_fds)?;
-    let e = setup::exec(&program, &args, &env);
+    let install = filter.as_ref().map(|f| move || install_seccomp(f, None));
+    let e = setup::exec(&program, &args, &env, install.as_ref().map(|f| f as &dyn Fn() -> Result<()>));
     let _ = writeln!(std::io::stderr(), "berth: {e}");
     Ok(e)
+}
+
+/// Compile `linux.seccomp` (warnings to the runtime's log). Without no_new_privs the
+/// kernel wants CAP_SYS_ADMIN to install a filter, so then it goes on now, before
+/// credentials() changes the user and drops capabilities (as runc does); otherwise the
+/// caller installs it as late as it can. Returns the filter still to install.
+#[cold]
+#[inline(never)]
+fn seccomp_before_credentials(l: &Launch, ch: &Channel) -> Result<Option<crate::seccomp::Filter>> {
+    let Some(s) = l.spec.linux().as_ref().and_then(|x| x.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let f = crate::seccomp::compile(s)?;
+    for w in &f.warnings {
+        ch.send(&Msg::Warn(w.clone()))?;
+    }
+    if l.process.no_new_privileges() == Some(true) {
+        return Ok(Some(f));
+    }
+    install_seccomp(&f, Some(ch))?;
+    Ok(None)
+}
+
+/// Load the filter; a NOTIFY filter's listener fd goes to the runtime (which passes it
+/// to listenerPath) and we wait until it has, so no notification waits for nobody.
+#[cold]
+#[inline(never)]
+fn install_seccomp(f: &crate::seccomp::Filter, ch: Option<&Channel>) -> Result<()> {
+    if let Some(fd) = f.install()? {
+        let ch = ch.ok_or_else(|| Error::Child("seccomp listener fd but no channel to the runtime".into()))?;
+        // The runtime copies the descriptor out of this process (pidfd_getfd): keep it open until it says so.
+        ch.send(&Msg::SeccompListener(fd.as_raw_fd()))?;
+        ch.expect("SeccompDone", |m| *m == Msg::SeccompDone)?;
+        drop(fd);
+    }
+    Ok(())
 }
 
 fn exec(l: &Launch, ch: &Channel) -> Result<Error> {
@@ -145,6 +191,7 @@ fn exec(l: &Launch, ch: &Channel) -> Result<Error> {
     nix::sys::stat::umask(Mode::from_bits_truncate(umask));
     setup::attributes(l.spec, l.process)?;
     crate::lsm::apply(l.process.apparmor_profile().as_deref(), l.process.selinux_label().as_deref())?;
+    let filter = if l.spec.linux().as_ref().is_some_and(|x| x.seccomp().is_some()) { seccomp_before_credentials(l, ch)? } else { None };
     for w in setup::credentials(l.process)? {
         ch.send(&Msg::Warn(w))?;
     }
@@ -153,7 +200,9 @@ fn exec(l: &Launch, ch: &Channel) -> Result<Error> {
     let program = setup::find_program(&args[0], &env)?;
     setup::descriptors(l.preserve_fds)?;
     // On success the channel closes with the exec: the runtime reads that as "started".
-    Err(setup::exec(&program, &args, &env))
+    // The channel is open until then, so even a NOTIFY filter goes on right before execve.
+    let install = filter.as_ref().map(|f| move || install_seccomp(f, Some(ch)));
+    Err(setup::exec(&program, &args, &env, install.as_ref().map(|f| f as &dyn Fn() -> Result<()>)))
 }
 
 /// A pty from the container's devpts: master to the console socket, slave as stdio and

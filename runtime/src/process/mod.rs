@@ -155,6 +155,11 @@ fn drive(l: &Launch, ch: &channel::Channel, bootstrap: Pid, pid: &mut Option<i32
                 return Ok(());
             }
             Some(Msg::Warn(w)) => l.log.warn(&w),
+            Some(Msg::SeccompListener(fd)) => {
+                let p = pid.ok_or_else(|| Error::Child("seccomp listener before the pid was known".into()))?;
+                crate::seccomp::hand_off(l, p, fd)?;
+                ch.send(&Msg::SeccompDone)?;
+            }
             Some(Msg::Error(e)) => return Err(Error::Child(e)),
             Some(m) => return Err(Error::Child(format!("sync channel: unexpected {m:?}"))),
             None => {

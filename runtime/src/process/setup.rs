@@ -185,13 +185,21 @@ pub fn descriptors(preserve: u32) -> Result<()> {
     crate::syscalls::cloexec_from(3 + preserve).ctx("close_range", "inherited descriptors")
 }
 
-/// execve; returns only on failure.
-pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
+/// execve; returns only on failure. `last` runs right before it, after every allocation
+/// (it installs the seccomp filter, so as few of our own syscalls as possible follow).
+pub fn exec(path: &Path, args: &[String], env: &[String], last: Option<&dyn Fn() -> Result<()>>) -> Error {
     let c = |s: &str| CString::new(s).unwrap_or_default();
     let path_c = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
     let argv: Vec<CString> = args.iter().map(|a| c(a)).collect();
     let envp: Vec<CString> = env.iter().map(|e| c(e)).collect();
-    let e = nix::unistd::execve(&path_c, &argv, &envp).unwrap_err();
+    let argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    if let Some(Err(e)) = last.map(|f| f()) {
+        return e;
+    }
+    // SAFETY: NUL-terminated arrays of pointers into CStrings that outlive the call.
+    unsafe { libc::execve(path_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    let e = nix::errno::Errno::last();
     Error::sys("exec", path.display(), e)
 }
 
