@@ -9,13 +9,15 @@ use crate::error::SysContext;
 use crate::{Error, Result};
 
 /// Capability sets as bit masks (bit n = capability number n).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CapSets {
     pub bounding: u64,
     pub effective: u64,
     pub inheritable: u64,
     pub permitted: u64,
     pub ambient: u64,
+    /// Names the config asked for that this kernel does not know (left out, warned).
+    pub unknown: Vec<String>,
 }
 
 pub fn number(c: &Capability) -> Result<u8> {
@@ -37,24 +39,33 @@ pub fn last_cap() -> u8 {
         .unwrap_or(40)
 }
 
-fn mask(set: &Option<Capabilities>, known: u64) -> Result<u64> {
+fn mask(set: &Option<Capabilities>, known: u64, unknown: &mut Vec<String>) -> Result<u64> {
     let mut m = 0u64;
     for c in set.iter().flatten() {
-        m |= 1u64 << number(c)?;
+        let bit = 1u64 << number(c)?;
+        // Capabilities newer than the running kernel cannot be granted: left out, warned.
+        if bit & known == 0 {
+            let name = format!("CAP_{c}");
+            if !unknown.contains(&name) {
+                unknown.push(name);
+            }
+        }
+        m |= bit;
     }
-    // Capabilities newer than the running kernel cannot be granted; leave them out.
     Ok(m & known)
 }
 
 pub fn from_spec(c: Option<&LinuxCapabilities>) -> Result<CapSets> {
     let known = if last_cap() >= 63 { u64::MAX } else { (1u64 << (last_cap() + 1)) - 1 };
     let Some(c) = c else { return Ok(CapSets::default()) };
+    let mut unknown = Vec::new();
     Ok(CapSets {
-        bounding: mask(c.bounding(), known)?,
-        effective: mask(c.effective(), known)?,
-        inheritable: mask(c.inheritable(), known)?,
-        permitted: mask(c.permitted(), known)?,
-        ambient: mask(c.ambient(), known)?,
+        bounding: mask(c.bounding(), known, &mut unknown)?,
+        effective: mask(c.effective(), known, &mut unknown)?,
+        inheritable: mask(c.inheritable(), known, &mut unknown)?,
+        permitted: mask(c.permitted(), known, &mut unknown)?,
+        ambient: mask(c.ambient(), known, &mut unknown)?,
+        unknown,
     })
 }
 

@@ -7,7 +7,10 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "async", "atime", "bind", "dev", "diratime", "dirsync", "exec", "idmap", "lazytime", "loud", "mand", "noatime",
     "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "private",
     "rbind", "relatime", "remount", "ridmap", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared",
-    "silent", "slave", "strictatime", "suid", "sync", "unbindable",
+    "silent", "slave", "strictatime", "suid", "sync", "unbindable", "nosymfollow", "symfollow",
+    // recursive attributes (mount_setattr with AT_RECURSIVE)
+    "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnodiratime", "rdiratime",
+    "rrelatime", "rnoatime", "rstrictatime", "rnosymfollow", "rsymfollow",
 ];
 
 pub fn features() -> Value {

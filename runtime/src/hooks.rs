@@ -63,6 +63,16 @@ pub fn run_all(hooks: &Option<Hooks>, kind: Kind, state_json: &str) -> Result<()
     Ok(())
 }
 
+/// Run every hook of `kind`, even after a failure; each failure is returned as a
+/// warning (poststart and poststop: the runtime-spec says warn and go on).
+pub fn run_all_warn(hooks: &Option<Hooks>, kind: Kind, state_json: &str) -> Vec<String> {
+    of(hooks, kind)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| run(h, state_json).err().map(|e| format!("{} hook #{i} ({}): {e}", kind.name(), h.path().display())))
+        .collect()
+}
+
 /// Run one hook; Err(text) says why it failed (exit status, signal, timeout, and its stderr).
 pub fn run(hook: &Hook, state_json: &str) -> std::result::Result<(), String> {
     let args = hook.args().as_deref().unwrap_or(&[]);

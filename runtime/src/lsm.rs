@@ -38,10 +38,21 @@ pub fn apply(apparmor: Option<&str>, selinux: Option<&str>) -> Result<()> {
         } else {
             "/proc/self/attr/exec"
         };
-        fs::write(attr, format!("exec {p}")).map_err(|e| Error::io(format!("set apparmor profile {p:?} via {attr}"), e))?;
+        write_proc(attr, &format!("exec {p}")).map_err(|e| Error::io(format!("set apparmor profile {p:?} via {attr}"), e))?;
     }
     if let Some(l) = selinux.filter(|l| !l.is_empty()) {
-        fs::write("/proc/self/attr/exec", l).map_err(|e| Error::io(format!("set selinux label {l:?}"), e))?;
+        write_proc("/proc/self/attr/exec", l).map_err(|e| Error::io(format!("set selinux label {l:?}"), e))?;
     }
     Ok(())
+}
+
+/// Write a /proc file, making sure it really is procfs (not something mounted over it).
+pub fn write_proc(path: &str, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    let st = nix::sys::statfs::fstatfs(&f).map_err(std::io::Error::from)?;
+    if st.filesystem_type().0 as i64 != crate::syscalls::PROC_SUPER_MAGIC {
+        return Err(std::io::Error::other(format!("{path} is not on procfs")));
+    }
+    f.write_all(value.as_bytes())
 }

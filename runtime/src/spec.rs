@@ -182,6 +182,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
     if let Some(s) = linux.seccomp() {
         crate::seccomp::validate(s)?;
     }
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) && !crate::lsm::selinux_enabled() {
+        return Err(Error::Unsupported("linux.mountLabel: SELinux is not enabled on this host".into()));
+    }
     if linux.intel_rdt().is_some() {
         return Err(Error::Unsupported("linux.intelRdt: Intel RDT is not supported".into()));
     }

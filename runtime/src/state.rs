@@ -53,6 +53,9 @@ pub struct State {
     pub pid: i32,
     /// Start time of that pid (ticks since boot), so a reused pid is never mistaken for it.
     pub pid_start: u64,
+    /// While `create` runs: its pid and start time (the state is provisional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<(i32, u64)>,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
@@ -111,6 +114,16 @@ impl State {
 
     /// temp file, fsync, rename, fsync the directory.
     pub fn save(&self, root: &Path) -> Result<()> {
+        self.write(root, true)
+    }
+
+    /// temp file and rename only: for the provisional state of a create in progress,
+    /// which the final `save` replaces (and which means nothing after a machine crash).
+    pub fn save_fast(&self, root: &Path) -> Result<()> {
+        self.write(root, false)
+    }
+
+    fn write(&self, root: &Path, durable: bool) -> Result<()> {
         let dir = self.dir(root);
         let tmp = dir.join(".state.json.tmp");
         let data = serde_json::to_vec(self).expect("state serialises");
@@ -123,9 +136,13 @@ impl State {
             .open(&tmp)
             .with_ctx(|| format!("create {}", tmp.display()))?;
         f.write_all(&data).with_ctx(|| format!("write {}", tmp.display()))?;
-        f.sync_all().with_ctx(|| format!("fsync {}", tmp.display()))?;
+        if durable {
+            f.sync_all().with_ctx(|| format!("fsync {}", tmp.display()))?;
+        }
         fs::rename(&tmp, dir.join(STATE_FILE)).with_ctx(|| format!("rename {}", tmp.display()))?;
-        fs::File::open(&dir).and_then(|d| d.sync_all()).with_ctx(|| format!("fsync {}", dir.display()))?;
+        if durable {
+            fs::File::open(&dir).and_then(|d| d.sync_all()).with_ctx(|| format!("fsync {}", dir.display()))?;
+        }
         Ok(())
     }
 
@@ -136,6 +153,11 @@ impl State {
     }
 
     pub fn status(&self, root: &Path) -> Status {
+        if let Some((pid, start)) = self.creator {
+            // A create still at work, or one that died half-way (then: stopped, deletable).
+            let alive = crate::syscalls::process_start_time(pid) == Some(start);
+            return if alive { Status::Creating } else { Status::Stopped };
+        }
         if !self.init_alive() {
             return Status::Stopped;
         }

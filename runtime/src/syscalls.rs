@@ -47,7 +47,17 @@ pub const OPEN_TREE_CLONE: u32 = 1;
 pub const OPEN_TREE_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 pub const AT_RECURSIVE: u32 = 0x8000;
 pub const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
 /// `open_tree(2)`: a detached copy of the mount tree at `path` (with `OPEN_TREE_CLONE`).
 pub fn open_tree(path: &Path, flags: u32) -> nix::Result<OwnedFd> {
@@ -68,7 +78,12 @@ struct MountAttr {
 
 /// `mount_setattr(2)` on a detached mount fd: apply an id-mapping from `userns_fd`.
 pub fn mount_setattr_idmap(mnt: &OwnedFd, userns_fd: RawFd, recursive: bool) -> nix::Result<()> {
-    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns_fd as u64 };
+    mount_setattr(mnt, MOUNT_ATTR_IDMAP, 0, userns_fd as u64, recursive)
+}
+
+/// `mount_setattr(2)` on the mount `mnt` refers to (with AT_RECURSIVE: and every mount below).
+pub fn mount_setattr(mnt: &OwnedFd, set: u64, clr: u64, userns_fd: u64, recursive: bool) -> nix::Result<()> {
+    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd };
     let empty = c"";
     let flags = libc::AT_EMPTY_PATH as u32 | if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: `attr` is a properly laid out `struct mount_attr` that outlives the call.
@@ -103,6 +118,14 @@ pub fn move_mount_fd(mnt: &OwnedFd, target: &OwnedFd) -> nix::Result<()> {
     })?;
     Ok(())
 }
+
+/// The filesystem type (statfs f_type) of what `fd` refers to.
+pub fn fs_type(fd: &OwnedFd) -> nix::Result<i64> {
+    let st = nix::sys::statfs::fstatfs(fd)?;
+    Ok(st.filesystem_type().0 as i64)
+}
+
+pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
 /// Mark every descriptor from `first` upwards close-on-exec.
 pub fn cloexec_from(first: u32) -> nix::Result<()> {

@@ -26,9 +26,10 @@ pub struct Opts {
 /// Socket-activation descriptors handed to us (LISTEN_FDS for this very process).
 pub fn listen_fds() -> u32 {
     let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()) else { return 0 };
+    // Only descriptors meant for this very process (as sd_listen_fds checks).
     match std::env::var("LISTEN_PID").ok().and_then(|v| v.parse::<u32>().ok()) {
-        Some(p) if p != std::process::id() => 0,
-        _ => n,
+        Some(p) if p == std::process::id() => n,
+        _ => 0,
     }
 }
 
@@ -44,6 +45,10 @@ pub fn create(ctx: &Ctx, o: &Opts, console: Option<OwnedFd>) -> Result<State> {
     if process.terminal() == Some(true) && o.console_socket.is_none() && console.is_none() {
         return Err(Error::Config("process.terminal is true but no --console-socket was given".into()));
     }
+    // An interrupted create must not leave a half-made container: termination signals
+    // wait until it is done (the launch stages unblock them for themselves); a foreground
+    // `run` then forwards them to the container.
+    block_termination_signals();
     let dir = state::create_dir(&ctx.root, &o.id)?;
     let mut cgroup_paths = Vec::new();
     let res = create_in(ctx, o, &spec, raw, &bundle, &dir, console, &mut cgroup_paths);
@@ -89,7 +94,11 @@ fn create_in(
         .map(|f| f.map(|f| process::lift(f, min_fd)).transpose())
         .collect::<Result<Vec<_>>>()?;
     let linux = spec.linux().as_ref().expect("validated");
-    *cgroup_paths = crate::cgroups::paths_for(linux.cgroups_path().as_deref(), &o.id)?;
+    // An empty cgroupsPath means none given.
+    let cg = linux.cgroups_path().as_deref().filter(|p| !p.as_os_str().is_empty());
+    let paths = crate::cgroups::paths_for(cg, &o.id)?;
+    refuse_shared_with_host(cg, &paths)?;
+    *cgroup_paths = paths;
     let (joins, new_ns, new_user, new_cgroup, new_time) = Launch::plan_namespaces(spec)?;
     if !new_ns.contains(nix::sched::CloneFlags::CLONE_NEWNS) {
         return Err(Error::Config("linux.namespaces: berth needs a new mount namespace for the container".into()));
@@ -101,6 +110,7 @@ fn create_in(
         id: o.id.clone(),
         pid: 0,
         pid_start: 0,
+        creator: Some((std::process::id() as i32, crate::syscalls::process_start_time(std::process::id() as i32).unwrap_or(0))),
         bundle: bundle.to_path_buf(),
         rootfs: rootfs.clone(),
         created: crate::timefmt::now(),
@@ -132,6 +142,9 @@ fn create_in(
         cgroup_paths: cgroup_paths.clone(),
         log: &ctx.log,
     };
+    // Provisional state: `state` shows "creating", and if this process dies mid-way,
+    // `delete` still finds the cgroups to remove.
+    st.save_fast(&ctx.root)?;
     let hooks_state = st.clone();
     let started = process::launch(&launch, |pid| {
         let mut s = hooks_state.clone();
@@ -142,6 +155,7 @@ fn create_in(
         Ok(s.hook_json(Status::Created))
     })?;
     st.pid = started.pid;
+    st.creator = None;
     st.pid_start = crate::syscalls::process_start_time(started.pid)
         .ok_or_else(|| Error::Child("container init vanished right after creation".into()))?;
     let saved = st.save(&ctx.root).and_then(|_| match &o.pid_file {
@@ -156,6 +170,37 @@ fn create_in(
     }
     ctx.log.debug(&format!("created container {} (pid {})", st.id, st.pid));
     Ok(st)
+}
+
+fn block_termination_signals() {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+        set.add(s);
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+}
+
+/// The container must get a cgroup of its own: not a hierarchy's root and not the
+/// cgroup berth itself runs in (delete would kill everything in it).
+fn refuse_shared_with_host(given: Option<&Path>, paths: &[PathBuf]) -> Result<()> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for (p, h) in paths.iter().zip(crate::cgroups::hierarchies()) {
+        let mine = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+            let same = if h.v2 { ctrl.is_empty() } else { !ctrl.is_empty() && ctrl.split(',').eq(h.controllers.iter().map(String::as_str)) };
+            same.then(|| h.mountpoint.join(path.trim_start_matches('/')))
+        });
+        if *p == h.mountpoint || Some(p) == mine.as_ref() {
+            return Err(Error::Config(format!(
+                "linux.cgroupsPath {:?} resolves to {}, the root of a cgroup hierarchy or berth's own cgroup: the container needs a cgroup of its own",
+                given.map(|g| g.display().to_string()).unwrap_or_default(),
+                p.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn owner() -> String {

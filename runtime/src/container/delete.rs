@@ -26,6 +26,7 @@ pub fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<()> {
         Err(e) => return Err(e),
     };
     match st.status(&ctx.root) {
+        Status::Creating => return Err(Error::Container(format!("cannot delete container {id}: it is being created"))),
         Status::Stopped | Status::Created => {}
         s if !force => {
             return Err(Error::Container(format!("cannot delete container {id} that is {s}: stop it first or use --force")))
@@ -37,6 +38,13 @@ pub fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<()> {
 
 /// Kill what is left, wait for the init to go, remove cgroup and state, poststop hooks.
 pub fn destroy(ctx: &Ctx, st: &State) -> Result<()> {
+    if st.creator.is_some() {
+        // A create that died half-way: its stages exit on their own when the channel
+        // closes; remove what it made, never processes by cgroup.
+        crate::cgroups::remove(&st.cgroup_paths, true)?;
+        let dir = st.dir(&ctx.root);
+        return std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove state {}", dir.display()), e));
+    }
     let own_pidns = st.own_pidns;
     if st.init_alive() {
         // A frozen cgroup would keep SIGKILL pending forever: thaw it first.
@@ -55,9 +63,9 @@ pub fn destroy(ctx: &Ctx, st: &State) -> Result<()> {
     crate::cgroups::remove(&st.cgroup_paths, own_pidns)?;
     let dir = st.dir(&ctx.root);
     std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove state {}", dir.display()), e))?;
-    if let Err(e) = hooks::run_all(&st.hooks, Kind::Poststop, &st.hook_json(Status::Stopped)) {
-        // runtime-spec: a failing poststop hook is a warning.
-        ctx.log.warn(&e.to_string());
+    // runtime-spec: a failing poststop hook is a warning; the others still run.
+    for w in hooks::run_all_warn(&st.hooks, Kind::Poststop, &st.hook_json(Status::Stopped)) {
+        ctx.log.warn(&w);
     }
     Ok(())
 }

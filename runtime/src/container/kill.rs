@@ -9,7 +9,19 @@ use crate::{Error, Result};
 pub fn kill(ctx: &Ctx, id: &str, signal: &str, all: bool) -> Result<()> {
     let st = State::load(&ctx.root, id)?;
     let sig = crate::signals::parse(signal)?;
-    if st.status(&ctx.root) == Status::Stopped {
+    if st.creator.is_some() {
+        return Err(Error::Container(format!("container {id} is being created")));
+    }
+    let stopped = st.status(&ctx.root) == Status::Stopped;
+    if all && stopped {
+        // Without its own pid namespace processes may outlive the init: a stopped init is
+        // no reason to spare them (as runc).
+        if crate::cgroups::pids(&st.cgroup_paths).is_empty() {
+            return Err(Error::Container(format!("container {id} is not running")));
+        }
+        return crate::cgroups::signal_all(&st.cgroup_paths, sig);
+    }
+    if stopped {
         return Err(Error::Container(format!("container {id} is not running")));
     }
     let pidfd = crate::syscalls::pidfd_open(st.pid).ctx("pidfd_open", st.pid)?;

@@ -28,9 +28,12 @@ pub fn run(ctx: &Ctx, o: &Opts, detach: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let master = match ours {
-        Some(s) => Some(super::foreground::receive_master(&s)?),
-        None => None,
+    let master = match ours.map(|s| super::foreground::receive_master(&s)).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = super::delete::destroy(ctx, &st);
+            return Err(e);
+        }
     };
     let code = super::foreground::wait(st.pid, master);
     let del = super::delete::destroy(ctx, &st);

@@ -22,9 +22,9 @@ pub fn start(ctx: &Ctx, id: &str) -> Result<()> {
         s => return Err(Error::Container(format!("cannot start container {id}: it is {s}, not created"))),
     }
     release(&st, &ctx.root)?;
-    if let Err(e) = hooks::run_all(&st.hooks, Kind::Poststart, &st.hook_json(Status::Running)) {
-        // runtime-spec: a failing poststart hook is a warning; the container runs on.
-        ctx.log.warn(&e.to_string());
+    // runtime-spec: a failing poststart hook is a warning; the others still run.
+    for w in hooks::run_all_warn(&st.hooks, Kind::Poststart, &st.hook_json(Status::Running)) {
+        ctx.log.warn(&w);
     }
     Ok(())
 }

@@ -24,6 +24,14 @@ pub fn run(l: &Launch, ch: Channel) -> ! {
 }
 
 fn stage(l: &Launch, ch: &Channel) -> Result<i32> {
+    // Not dumpable: no process in the container may open /proc/<pid>/exe (the host's
+    // berth binary) or /proc/<pid>/fd of this stage or its child before the user program
+    // replaces them (execve resets the flag). Inherited across fork.
+    // SAFETY: prctl with integer arguments.
+    nix::errno::Errno::result(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).ctx("prctl", "PR_SET_DUMPABLE")?;
+    // The program must not inherit the runtime's signal state: Rust ignores SIGPIPE, and
+    // `run`/`create` block the termination signals while they work.
+    reset_signals()?;
     // Inherited by the container process; set before any user namespace, where lowering
     // the score would be refused.
     if let Some(adj) = l.process.oom_score_adj() {
@@ -61,4 +69,18 @@ fn stage(l: &Launch, ch: &Channel) -> Result<i32> {
         ForkResult::Child => super::init::run(l, ch),
         ForkResult::Parent { child } => Ok(child.as_raw()),
     }
+}
+
+/// Every signal back to its default disposition, none blocked.
+fn reset_signals() -> Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL cannot violate any handler invariant.
+        unsafe { sigaction(sig, &dfl) }.ctx("reset disposition of", sig)?;
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).ctx("sigprocmask", "unblock all")
 }

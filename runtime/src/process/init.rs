@@ -97,6 +97,8 @@ fn init(l: &Launch, ch: &Channel, fifo: &std::os::fd::OwnedFd) -> Result<Error> 
             Err(e) => return Err(Error::sys("join session keyring", l.id, e)),
         }
     }
+    // An image need not contain its working directory: create it (as runc does).
+    crate::rootfs::paths::Root::open(Path::new("/"))?.mkdir_all(l.process.cwd(), 0o755)?;
     let umask = l.process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(Mode::from_bits_truncate(umask));
     setup::attributes(spec, l.process)?;
@@ -183,8 +185,10 @@ fn exec(l: &Launch, ch: &Channel) -> Result<Error> {
     if let Some(cpus) = l.process.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().clone()) {
         crate::syscalls::set_affinity(&setup::parse_cpu_list(&cpus)?).ctx("set cpu affinity", &cpus)?;
     }
+    // A session of its own, tty or not: the caller's terminal signals reach it only
+    // through the runtime's forwarding (as runc).
+    nix::unistd::setsid().ctx("setsid", "exec process")?;
     if l.process.terminal() == Some(true) {
-        nix::unistd::setsid().ctx("setsid", "exec process")?;
         terminal(l)?;
     }
     let umask = l.process.user().umask().unwrap_or(0o022);

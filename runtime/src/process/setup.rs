@@ -116,9 +116,18 @@ pub fn credentials(p: &Process) -> Result<Vec<String>> {
     nix::unistd::setresgid(gid, gid, gid).ctx("setresgid", u.gid())?;
     nix::unistd::setresuid(uid, uid, uid).ctx("setresuid", u.uid())?;
     nix::unistd::chdir(p.cwd()).ctx("chdir to process.cwd", p.cwd().display())?;
+    // The working directory must be inside the container's root (a leaked host fd used
+    // as cwd would show as "(unreachable)"): the defence against runc's CVE-2024-21626.
+    match nix::unistd::getcwd() {
+        Ok(d) if d.is_absolute() => {}
+        _ => return Err(Error::Container(format!("process.cwd {}: not reachable from the container's root", p.cwd().display()))),
+    }
     // SAFETY: prctl with integer arguments.
     Errno::result(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) }).ctx("prctl", "PR_SET_KEEPCAPS")?;
-    let warnings = crate::capabilities::apply(&caps)?;
+    let mut warnings = crate::capabilities::apply(&caps)?;
+    if !caps.unknown.is_empty() {
+        warnings.push(format!("capabilities unknown to this kernel left out: {}", caps.unknown.join(", ")));
+    }
     if p.no_new_privileges() == Some(true) {
         // SAFETY: prctl with integer arguments.
         Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).ctx("prctl", "PR_SET_NO_NEW_PRIVS")?;

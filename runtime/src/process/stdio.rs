@@ -15,7 +15,9 @@ pub fn ensure_open() {
     }
 }
 
-/// `--preserve-fds N` (plus LISTEN_FDS) must name descriptors that are open.
+/// `--preserve-fds N` (plus LISTEN_FDS) must name descriptors that are open. Every
+/// other inherited descriptor is made close-on-exec at once, so none reaches a hook or
+/// the container (and none can be a way back to the host's filesystem).
 pub fn check_preserved(n: u32) -> Result<()> {
     for fd in 3..3 + n as i32 {
         // SAFETY: F_GETFD only probes the descriptor number.
@@ -23,5 +25,5 @@ pub fn check_preserved(n: u32) -> Result<()> {
             return Err(Error::Config(format!("--preserve-fds/LISTEN_FDS: descriptor {fd} is not open")));
         }
     }
-    Ok(())
+    crate::syscalls::cloexec_from(3 + n).map_err(|e| Error::sys("close_range", "inherited descriptors", e))
 }

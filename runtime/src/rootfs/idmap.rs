@@ -19,27 +19,33 @@ use crate::{Error, Result};
 /// A user namespace holding exactly these mappings (its creator process is gone).
 fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd> {
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx("pipe", "idmap helper")?;
+    // child → parent: "unshared" (one byte) — the maps can be written only after that.
+    let (ready_rd, ready_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx("pipe", "idmap helper")?;
     // SAFETY: the runtime is single-threaded; the child only calls async-signal-safe
     // functions (unshare, read, _exit) before exiting.
     match unsafe { fork() }.ctx("fork", "idmap helper")? {
         ForkResult::Child => {
             drop(wr);
+            drop(ready_rd);
             let ok = nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_ok();
+            if ok {
+                let _ = nix::unistd::write(&ready_wr, b"u");
+            }
+            drop(ready_wr);
             let mut b = [0u8; 1];
             let _ = nix::unistd::read(&rd, &mut b); // wait until the parent has the ns fd
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }
         ForkResult::Parent { child } => {
             drop(rd);
+            drop(ready_wr);
             let pid = child.as_raw();
-            // Give the child a moment to unshare: poll its user ns until it differs from ours.
-            let own = std::fs::read_link("/proc/self/ns/user").ok();
-            let mut tries = 0;
-            while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok() == own && tries < 10_000 {
-                std::thread::yield_now();
-                tries += 1;
-            }
+            let mut b = [0u8; 1];
+            let unshared = matches!(nix::unistd::read(&ready_rd, &mut b), Ok(1));
             let res = (|| {
+                if !unshared {
+                    return Err(Error::Child("idmap helper could not create a user namespace".into()));
+                }
                 crate::namespaces::write_id_maps(pid, uid, gid)?;
                 let f = std::fs::File::open(format!("/proc/{pid}/ns/user")).with_ctx(|| "open idmap user namespace".into())?;
                 Ok(OwnedFd::from(f))

@@ -21,9 +21,49 @@ pub struct Options {
     pub recursive: bool,
     /// `idmap`/`ridmap`: an id-mapped bind mount (mappings from the mount's uid/gidMappings).
     pub idmap: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, ...): MOUNT_ATTR_* to set and clear with
+    /// mount_setattr(AT_RECURSIVE) on the whole tree.
+    pub rec_set: u64,
+    pub rec_clr: u64,
 }
 
-const ATTR_FLAGS: MsFlags = MsFlags::MS_RDONLY
+/// MS_NOSYMFOLLOW (Linux 5.10); not in nix's MsFlags.
+pub const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
+
+/// Flags that change the filesystem (superblock), not the mount: a bind mount cannot
+/// apply them without changing the source for everyone.
+const SUPERBLOCK_FLAGS: MsFlags = MsFlags::MS_SYNCHRONOUS
+    .union(MsFlags::MS_DIRSYNC)
+    .union(MsFlags::MS_MANDLOCK)
+    .union(MsFlags::MS_LAZYTIME)
+    .union(MsFlags::MS_SILENT)
+    .union(MsFlags::MS_REMOUNT);
+
+/// `r*` options: (set, clear) of MOUNT_ATTR_* bits.
+fn recursive_attr(o: &str) -> Option<(u64, u64)> {
+    use crate::syscalls::*;
+    Some(match o {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME_MASK),
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME_MASK),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_ATIME_MASK),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+const ATTR_FLAGS: MsFlags = MS_NOSYMFOLLOW
+    .union(MsFlags::MS_RDONLY)
     .union(MsFlags::MS_NOSUID)
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC)
@@ -33,7 +73,7 @@ const ATTR_FLAGS: MsFlags = MsFlags::MS_RDONLY
     .union(MsFlags::MS_STRICTATIME);
 
 pub fn parse(opts: &[String]) -> Options {
-    let mut o = Options { flags: MsFlags::empty(), propagation: vec![], data: vec![], bind: false, recursive: false, idmap: false };
+    let mut o = Options { flags: MsFlags::empty(), propagation: vec![], data: vec![], bind: false, recursive: false, idmap: false, rec_set: 0, rec_clr: 0 };
     for opt in opts {
         let (set, clear): (MsFlags, MsFlags) = match opt.as_str() {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
@@ -61,6 +101,8 @@ pub fn parse(opts: &[String]) -> Options {
             "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
             "nolazytime" => (MsFlags::empty(), MsFlags::MS_LAZYTIME),
             "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "nosymfollow" => (MS_NOSYMFOLLOW, MsFlags::empty()),
+            "symfollow" => (MsFlags::empty(), MS_NOSYMFOLLOW),
             "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
             "bind" => {
                 o.bind = true;
@@ -79,7 +121,10 @@ pub fn parse(opts: &[String]) -> Options {
                 continue;
             }
             p => {
-                if let Some(f) = propagation(p) {
+                if let Some((set, clr)) = recursive_attr(p) {
+                    o.rec_set = (o.rec_set & !clr) | set;
+                    o.rec_clr = (o.rec_clr & !set) | clr;
+                } else if let Some(f) = propagation(p) {
                     o.propagation.push(f);
                 } else {
                     o.data.push(p.to_string());
@@ -135,6 +180,18 @@ pub fn check(m: &Mount) -> Result<()> {
     if m.typ().is_none() && !opts.bind {
         return Err(Error::Config(format!("mount {}: no type and not a bind mount", dest.display())));
     }
+    if is_bind(m) {
+        // Nothing the config asks of a bind mount may go unapplied.
+        if !opts.data.is_empty() {
+            return Err(Error::Config(format!("mount {}: option(s) {} do not apply to a bind mount", dest.display(), opts.data.join(","))));
+        }
+        if opts.flags.intersects(SUPERBLOCK_FLAGS) {
+            return Err(Error::Config(format!(
+                "mount {}: sync/dirsync/mand/lazytime/silent/remount change the source filesystem, not a bind mount",
+                dest.display()
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -161,6 +218,7 @@ pub fn mount_entry(ctx: &Ctx, index: usize, m: &Mount) -> Result<()> {
         return cgroup(ctx, dest, &opts);
     }
     let target = ctx.root.mkdir_all(dest, 0o755)?;
+    check_not_proc(ctx, dest, &target, false)?;
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     let data = opts.data.join(",");
     let res = mount(Some(source.as_path()), &fd_path(&target), Some(typ), opts.flags, Some(data.as_str()).filter(|d| !d.is_empty()));
@@ -176,7 +234,30 @@ pub fn mount_entry(ctx: &Ctx, index: usize, m: &Mount) -> Result<()> {
         }
         Err(e) => return Err(Error::sys("mount", format_args!("{typ} on {}", ctx.root.display(dest)), e)),
     }
+    set_recursive_attrs(ctx, dest, &opts)?;
     set_propagation(ctx, dest, &opts.propagation)
+}
+
+/// A mount may not land inside procfs (a symlink in the image pointing into /proc would
+/// otherwise cover e.g. /proc/self/attr and defeat the LSM label). runc allows a few
+/// files lxcfs-style tools bind over; so does berth.
+fn check_not_proc(ctx: &Ctx, dest: &Path, target: &OwnedFd, bind: bool) -> Result<()> {
+    const ALLOWED: &[&str] = &["/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid"];
+    if crate::syscalls::fs_type(target).ctx("statfs", ctx.root.display(dest))? != crate::syscalls::PROC_SUPER_MAGIC {
+        return Ok(());
+    }
+    if bind && ALLOWED.iter().any(|a| Path::new(a) == dest) {
+        return Ok(());
+    }
+    Err(Error::Config(format!("mount {}: the destination resolves into /proc inside the container; refusing to mount there", dest.display())))
+}
+
+fn set_recursive_attrs(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
+    if opts.rec_set == 0 && opts.rec_clr == 0 {
+        return Ok(());
+    }
+    let fd = ctx.root.resolve(dest).ctx("open", ctx.root.display(dest))?;
+    crate::syscalls::mount_setattr(&fd, opts.rec_set, opts.rec_clr, 0, true).ctx("set recursive mount attributes of", ctx.root.display(dest))
 }
 
 fn bind(ctx: &Ctx, index: usize, m: &Mount, opts: &Options) -> Result<()> {
@@ -185,6 +266,7 @@ fn bind(ctx: &Ctx, index: usize, m: &Mount, opts: &Options) -> Result<()> {
     let src = if src.is_absolute() { src } else { ctx.bundle.join(src) };
     let meta = std::fs::metadata(&src).map_err(|e| Error::io(format!("bind mount source {}", src.display()), e))?;
     let target = if meta.is_dir() { ctx.root.mkdir_all(dest, 0o755)? } else { ctx.root.create_file(dest, 0o644)? };
+    check_not_proc(ctx, dest, &target, true)?;
     if let Some(Some(tree)) = ctx.idmapped.get(index) {
         crate::syscalls::move_mount_fd(tree, &target)
             .ctx("attach idmapped mount", format_args!("{} on {}", src.display(), ctx.root.display(dest)))?;
@@ -199,6 +281,7 @@ fn bind(ctx: &Ctx, index: usize, m: &Mount, opts: &Options) -> Result<()> {
     if opts.flags.intersects(ATTR_FLAGS) {
         remount(ctx, dest, opts.flags)?;
     }
+    set_recursive_attrs(ctx, dest, opts)?;
     set_propagation(ctx, dest, &opts.propagation)
 }
 
