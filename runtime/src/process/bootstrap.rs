@@ -71,16 +71,26 @@ fn stage(l: &Launch, ch: &Channel) -> Result<i32> {
     }
 }
 
-/// Every signal back to its default disposition, none blocked.
+/// Every signal back to its default disposition, none blocked. Through the raw system
+/// call: glibc refuses to touch the two real-time signals it reserves (32, 33), yet an
+/// ignored one would be inherited by the program like any other.
 fn reset_signals() -> Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL cannot violate any handler invariant.
-        unsafe { sigaction(sig, &dfl) }.ctx("reset disposition of", sig)?;
+        // SAFETY: a valid kernel sigaction struct that outlives the call; SIG_DFL installs
+        // no handler, and this process is single-threaded.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8) };
     }
+    use nix::sys::signal::{SigSet, SigmaskHow};
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).ctx("sigprocmask", "unblock all")
 }
