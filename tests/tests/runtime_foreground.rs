@@ -50,7 +50,13 @@ fn run_with_terminal_proxies_the_pty() {
     b.terminal(true);
     b.set("process.args", json!(["sh", "-c", "tty; stty size; echo in-container; exit 5"]));
     b.write_config();
-    let cmd = format!("stty rows 40 cols 100; {} run --bundle {} {}", global(&rt), b.dir().display(), b.id());
+    // stty on the fresh pty of `script` can fail transiently (EINTR/ECHILD): retry.
+    let cmd = format!(
+        "for i in 1 2 3 4 5; do stty rows 40 cols 100 2>/dev/null && break; sleep 0.1; done; {} run --bundle {} {}",
+        global(&rt),
+        b.dir().display(),
+        b.id()
+    );
     let (code, out) = under_script(&cmd, "");
     assert_eq!(code, 5, "exit code of the container:\n{out}");
     assert!(out.contains("/dev/pts/0"), "the process has a pty of the container's devpts:\n{out}");
