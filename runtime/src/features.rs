@@ -109,7 +109,7 @@ mod tests {
     fn default_spec_parses_and_validates_resources() {
         for rootless in [false, true] {
             let v = default_spec(rootless);
-            let s: oci_spec::runtime::Spec = serde_json::from_value(v).unwrap();
+            let s = crate::config::parse_spec(&v.to_string()).unwrap();
             assert!(s.linux().as_ref().unwrap().resources().is_none());
             for m in s.mounts().as_deref().unwrap() {
                 crate::rootfs::mounts::check(m).unwrap();

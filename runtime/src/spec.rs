@@ -26,12 +26,12 @@ pub fn load_raw(bundle: &Path) -> Result<(Spec, Box<serde_json::value::RawValue>
         }
     })?;
     let text = String::from_utf8(data).map_err(|e| Error::Config(format!("{}: not UTF-8: {e}", path.display())))?;
-    match serde_json::from_str::<Spec>(&text) {
+    match crate::config::parse_spec(&text) {
         Ok(spec) => {
             let raw = serde_json::value::RawValue::from_string(text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
             Ok((spec, raw))
         }
-        Err(_) => Err(explain(&path, &text)),
+        Err(msg) => Err(explain(&path, &text, msg)),
     }
 }
 
@@ -39,10 +39,10 @@ pub fn load_raw(bundle: &Path) -> Result<(Spec, Box<serde_json::value::RawValue>
 /// position just past the offending value; the nearest `"key":` before it is the field.
 /// (A field-path tracking deserializer would do this exactly, but it doubles the
 /// deserialiser code in a binary whose resident size is a benchmark target.)
-fn explain(path: &Path, text: &str) -> Error {
-    let e = match serde_json::from_str::<Spec>(text) {
-        Ok(_) => return Error::Config(format!("{}: cannot be parsed", path.display())),
-        Err(e) => e,
+fn explain(path: &Path, text: &str, msg: String) -> Error {
+    let e = match crate::config::json_error(text) {
+        None => return Error::Config(format!("{}: {msg}", path.display())),
+        Some(e) => e,
     };
     let offset = text
         .split_inclusive('\n')
@@ -314,7 +314,7 @@ mod explain_tests {
     #[test]
     fn names_the_field_of_a_type_error() {
         let text = "{\"ociVersion\": \"1.2.0\", \"root\": {\"path\": \"r\"},\n \"process\": {\"cwd\": \"/\", \"user\": {\"uid\": 0, \"gid\": 0},\n  \"args\": \"sh -c true\"}}";
-        let e = explain(Path::new("config.json"), text).to_string();
+        let e = explain(Path::new("config.json"), text, String::new()).to_string();
         assert!(e.contains("field \"args\""), "{e}");
         assert_eq!(field_before("{\"a\": 1, \"b\" : "), Some("b"));
         assert_eq!(field_before("{"), None);

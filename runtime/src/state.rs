@@ -92,7 +92,7 @@ pub fn state_dir(root: &Path, id: &str) -> PathBuf {
 impl State {
     /// The full config (parsed on demand: only exec needs all of it).
     pub fn spec(&self) -> Result<Spec> {
-        serde_json::from_str(self.config.get()).map_err(|e| Error::Container(format!("container {}: stored config: {e}", self.id)))
+        crate::config::parse_spec(self.config.get()).map_err(|e| Error::Container(format!("container {}: stored config: {e}", self.id)))
     }
 
     pub fn dir(&self, root: &Path) -> PathBuf {

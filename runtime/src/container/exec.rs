@@ -35,7 +35,7 @@ pub struct Opts {
 fn build_process(spec: &oci_spec::runtime::Spec, o: &Opts) -> Result<Process> {
     if let Some(f) = &o.process {
         let data = std::fs::read(f).map_err(|e| Error::io(format!("read process file {}", f.display()), e))?;
-        let p: Process = serde_json::from_slice(&data).map_err(|e| Error::Config(format!("process file {}: {e}", f.display())))?;
+        let p: Process = crate::config::parse_process(&data).map_err(|e| Error::Config(format!("process file {}: {e}", f.display())))?;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::Config(format!("process file {}: args must not be empty", f.display())));
         }
