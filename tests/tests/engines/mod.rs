@@ -100,16 +100,16 @@ pub enum Profile {
     Part1,
     /// The engines' defaults (podman: its seccomp profile, a deny-all device
     /// list and pids limit 2048; ctr: `--seccomp`, device allow-list, cpu
-    /// shares 1024), for when
-    /// berth part 2 enforces them. `BERTH_ENGINE_PROFILE=defaults`.
+    /// shares 1024), which berth enforces since the runtime's part 2. The
+    /// default; `BERTH_ENGINE_PROFILE=part1` selects the other.
     Defaults,
 }
 
 impl Profile {
     pub fn from_env() -> Profile {
         match std::env::var("BERTH_ENGINE_PROFILE").as_deref() {
-            Ok("defaults") => Profile::Defaults,
-            Ok("part1") | Ok("") | Err(_) => Profile::Part1,
+            Ok("part1") => Profile::Part1,
+            Ok("defaults") | Ok("") | Err(_) => Profile::Defaults,
             Ok(other) => panic!("BERTH_ENGINE_PROFILE={other}: expected part1 or defaults"),
         }
     }
