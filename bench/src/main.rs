@@ -67,12 +67,16 @@ struct Opts {
     cgroup_parent: String,
     run: bool,
     runtimes: Vec<(String, PathBuf)>,
+    /// `--seccomp FILE`: a linux.seccomp object for every runtime's config.
+    seccomp: Option<String>,
+    /// `--memory-limit BYTES`: linux.resources.memory.limit for every config.
+    memory_limit: Option<u64>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: berth-bench --dir DIR --rootfs ROOTFS --cgroup-parent /PATH [--iterations N] [--warmup N] \
-         [--no-run] NAME=/path/to/runtime..."
+         [--no-run] [--seccomp FILE] [--memory-limit BYTES] NAME=/path/to/runtime..."
     );
     std::process::exit(2)
 }
@@ -86,6 +90,8 @@ fn parse_opts() -> Opts {
         cgroup_parent: String::new(),
         run: true,
         runtimes: vec![],
+        seccomp: None,
+        memory_limit: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -97,6 +103,8 @@ fn parse_opts() -> Opts {
             "--rootfs" => o.rootfs = PathBuf::from(val()),
             "--cgroup-parent" => o.cgroup_parent = val(),
             "--no-run" => o.run = false,
+            "--seccomp" => o.seccomp = Some(fs::read_to_string(val()).expect("read --seccomp file")),
+            "--memory-limit" => o.memory_limit = Some(val().parse().unwrap_or_else(|_| usage())),
             s if s.contains('=') && !s.starts_with('-') => {
                 let (n, p) = s.split_once('=').unwrap();
                 o.runtimes.push((n.to_string(), PathBuf::from(p)));
@@ -117,7 +125,14 @@ fn parse_opts() -> Opts {
 /// mounts, masked and read-only paths, capabilities, rlimit, no new
 /// privileges), with no terminal, `/bin/true`, the shared read-only rootfs,
 /// a cgroupsPath of its own per runtime, and no `linux.resources`.
-fn config(rootfs: &Path, cgroups_path: &str) -> String {
+fn config(rootfs: &Path, cgroups_path: &str, opts: &Opts) -> String {
+    let mut extra = String::new();
+    if let Some(s) = &opts.seccomp {
+        extra.push_str(&format!(",\n    \"seccomp\": {}", s.trim()));
+    }
+    if let Some(m) = opts.memory_limit {
+        extra.push_str(&format!(",\n    \"resources\": {{\"memory\": {{\"limit\": {m}}}}}"));
+    }
     let caps = r#"["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]"#;
     format!(
         r#"{{
@@ -148,7 +163,7 @@ fn config(rootfs: &Path, cgroups_path: &str) -> String {
     "namespaces": [{{"type": "pid"}}, {{"type": "network"}}, {{"type": "ipc"}}, {{"type": "uts"}}, {{"type": "mount"}}],
     "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                     "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-    "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+    "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]{extra}
   }}
 }}
 "#,
@@ -475,7 +490,8 @@ fn report(rts: &[Rt], opts: &Opts, done: usize) {
         let mark = |x: f64| if x <= 0.8 { "met" } else { "NOT met" };
         println!();
         println!(
-            "berth target (issue 2: at most 0.8x crun): lifecycle {t:.2}x {}, create peak RSS {m:.2}x {}",
+            "berth target (issues 2 and 3: at most 0.8x crun{}): lifecycle {t:.2}x {}, create peak RSS {m:.2}x {}",
+            if opts.seccomp.is_some() { ", with a memory limit and the default seccomp profile" } else { "" },
             mark(t),
             mark(m)
         );
@@ -502,7 +518,7 @@ fn main() {
         let (root, bundle) = (base.join("root"), base.join("bundle"));
         fs::create_dir_all(&root).unwrap();
         fs::create_dir_all(&bundle).unwrap();
-        let cfg = config(&opts.rootfs, &format!("{}/{name}", opts.cgroup_parent));
+        let cfg = config(&opts.rootfs, &format!("{}/{name}", opts.cgroup_parent), &opts);
         File::create(bundle.join("config.json"))
             .unwrap()
             .write_all(cfg.as_bytes())
