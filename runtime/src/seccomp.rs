@@ -369,9 +369,9 @@ pub fn hand_off(l: &crate::process::Launch, pid: i32, fd: i32) -> Result<()> {
         "bundle": l.bundle,
         "annotations": l.spec.annotations().clone().unwrap_or_default(),
     });
-    if init {
-        state["pid"] = pid.into();
-    }
+    // The state's pid is the container's (its init's), also when the listener is an
+    // exec'd process's.
+    state["pid"] = if init { pid } else { l.init_pid.unwrap_or(pid) }.into();
     send_listener(s, state, pid, &fd)
 }
 

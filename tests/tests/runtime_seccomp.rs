@@ -440,6 +440,9 @@ fn seccomp_notify_for_exec_processes() {
     assert_eq!(conns[0].0["state"]["status"], "creating");
     assert_eq!(conns[1].0["state"]["status"], "running", "{}", conns[1].0);
     assert_eq!(conns[1].0["state"]["id"], b.id());
+    // The state's pid is the container's init; the message's pid is the exec'd process.
+    assert_eq!(conns[1].0["state"]["pid"], conns[0].0["pid"], "{}", conns[1].0);
+    assert_ne!(conns[1].0["pid"], conns[0].0["pid"], "{}", conns[1].0);
     for (_, h) in conns {
         h.join().unwrap();
     }

@@ -141,6 +141,7 @@ fn create_in(
         idmapped,
         cgroup_paths: cgroup_paths.clone(),
         log: &ctx.log,
+        init_pid: None,
     };
     // Provisional state: `state` shows "creating", and if this process dies mid-way,
     // `delete` still finds the cgroups to remove.

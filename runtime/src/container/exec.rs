@@ -163,6 +163,7 @@ pub fn exec(ctx: &Ctx, o: &Opts) -> Result<i32> {
         idmapped: vec![],
         cgroup_paths: st.cgroup_paths.clone(),
         log: &ctx.log,
+        init_pid: Some(st.pid),
     };
     let started = process::launch(&launch, |_| Err(Error::Child("exec does not run hooks".into())))?;
     if let Some(p) = &o.pid_file {

@@ -61,6 +61,8 @@ pub struct Launch<'a> {
     pub idmapped: Vec<Option<OwnedFd>>,
     pub cgroup_paths: Vec<PathBuf>,
     pub log: &'a crate::log::Logger,
+    /// For `Role::Exec`: host pid of the container's init (the state's `pid`).
+    pub init_pid: Option<i32>,
 }
 
 impl<'a> Launch<'a> {
