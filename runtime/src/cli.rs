@@ -37,36 +37,10 @@ pub enum ListFormat {
     Json,
 }
 
-#[derive(Debug, Default)]
-pub struct CreateArgs {
-    pub id: String,
-    pub bundle: PathBuf,
-    pub pid_file: Option<PathBuf>,
-    pub console_socket: Option<PathBuf>,
-    pub no_pivot: bool,
-    pub no_new_keyring: bool,
-    pub preserve_fds: u32,
-}
-
-#[derive(Debug, Default)]
-pub struct ExecArgs {
-    pub id: String,
-    pub process: Option<PathBuf>,
-    pub tty: bool,
-    pub detach: bool,
-    pub pid_file: Option<PathBuf>,
-    pub console_socket: Option<PathBuf>,
-    pub cwd: Option<PathBuf>,
-    pub env: Vec<String>,
-    pub user: Option<String>,
-    pub additional_gids: Vec<u32>,
-    pub cap: Vec<String>,
-    pub no_new_privs: bool,
-    pub apparmor: Option<String>,
-    pub process_label: Option<String>,
-    pub preserve_fds: u32,
-    pub args: Vec<String>,
-}
+/// `create`/`run` arguments are the library's own options.
+pub use crate::container::create::Opts as CreateArgs;
+/// `exec` arguments are the library's own options.
+pub use crate::container::exec::Opts as ExecArgs;
 
 #[derive(Debug)]
 pub enum Command {
@@ -230,7 +204,7 @@ pub fn parse_from(args: impl IntoIterator<Item = OsString>) -> Result<Cli, Strin
             ("exec", Short('e') | Long("env")) => e.env.push(string(p.value())?),
             ("exec", Short('u') | Long("user")) => e.user = Some(string(p.value())?),
             ("exec", Short('g') | Long("additional-gids")) => e.additional_gids.push(number(p.value(), "--additional-gids")?),
-            ("exec", Short('c') | Long("cap")) => e.cap.push(string(p.value())?),
+            ("exec", Short('c') | Long("cap")) => e.caps.push(string(p.value())?),
             ("exec", Long("no-new-privs")) => e.no_new_privs = true,
             ("exec", Long("apparmor")) => e.apparmor = Some(string(p.value())?),
             ("exec", Long("process-label")) => e.process_label = Some(string(p.value())?),

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use berth_runtime::cli::{Command, CreateArgs, ExecArgs, ListFormat, LogFormat};
+use berth_runtime::cli::{Command, ListFormat, LogFormat};
 use berth_runtime::container::{self, Ctx};
 use berth_runtime::log::{Format, Logger};
 
@@ -50,29 +50,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn create_opts(a: CreateArgs) -> container::create::Opts {
-    container::create::Opts {
-        id: a.id,
-        bundle: a.bundle,
-        pid_file: a.pid_file,
-        console_socket: a.console_socket,
-        no_pivot: a.no_pivot,
-        no_new_keyring: a.no_new_keyring,
-        preserve_fds: a.preserve_fds,
-    }
-}
-
 fn dispatch(ctx: &Ctx, command: Command, rootless: bool) -> berth_runtime::Result<i32> {
     berth_runtime::process::stdio::ensure_open();
     match command {
-        Command::Create(a) => {
-            let o = create_opts(a);
+        Command::Create(o) => {
             berth_runtime::process::stdio::check_preserved(o.preserve_fds + container::create::listen_fds())?;
             container::create::create(ctx, &o, None).map(|_| 0)
         }
         Command::Start { id } => container::start::start(ctx, &id).map(|_| 0),
-        Command::Run { create, detach } => {
-            let o = create_opts(create);
+        Command::Run { create: o, detach } => {
             berth_runtime::process::stdio::check_preserved(o.preserve_fds + container::create::listen_fds())?;
             container::run::run(ctx, &o, detach)
         }
@@ -98,18 +84,9 @@ fn dispatch(ctx: &Ctx, command: Command, rootless: bool) -> berth_runtime::Resul
             print!("{s}");
             0
         }),
-        Command::Exec(ExecArgs {
-            process, tty, detach, pid_file, console_socket, cwd, env, user, additional_gids, cap, no_new_privs,
-            apparmor, process_label, preserve_fds, id, args,
-        }) => {
-            berth_runtime::process::stdio::check_preserved(preserve_fds)?;
-            container::exec::exec(
-                ctx,
-                &container::exec::Opts {
-                    id, process, tty, detach, pid_file, console_socket, cwd, env, user, additional_gids,
-                    caps: cap, no_new_privs, apparmor, process_label, preserve_fds, args,
-                },
-            )
+        Command::Exec(o) => {
+            berth_runtime::process::stdio::check_preserved(o.preserve_fds)?;
+            container::exec::exec(ctx, &o)
         }
         Command::Pause { id } => container::pause::pause(ctx, &id).map(|_| 0),
         Command::Resume { id } => container::pause::resume(ctx, &id).map(|_| 0),

@@ -13,6 +13,7 @@ use crate::process::{self, Launch, Role};
 use crate::state::{self, State, Status};
 use crate::{Error, Result};
 
+#[derive(Debug, Default)]
 pub struct Opts {
     pub id: String,
     pub bundle: PathBuf,

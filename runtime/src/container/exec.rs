@@ -10,7 +10,7 @@ use crate::process::{self, Launch, Role};
 use crate::state::{State, Status};
 use crate::{Error, Result};
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Opts {
     pub id: String,
     pub process: Option<PathBuf>,

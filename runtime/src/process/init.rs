@@ -99,17 +99,7 @@ fn init(l: &Launch, ch: &Channel, fifo: &std::os::fd::OwnedFd) -> Result<Error> 
     }
     // An image need not contain its working directory: create it (as runc does).
     crate::rootfs::paths::Root::open(Path::new("/"))?.mkdir_all(l.process.cwd(), 0o755)?;
-    let umask = l.process.user().umask().unwrap_or(0o022);
-    nix::sys::stat::umask(Mode::from_bits_truncate(umask));
-    setup::attributes(spec, l.process)?;
-    crate::lsm::apply(l.process.apparmor_profile().as_deref(), l.process.selinux_label().as_deref())?;
-    let filter = if l.spec.linux().as_ref().is_some_and(|x| x.seccomp().is_some()) { seccomp_before_credentials(l, ch)? } else { None };
-    for w in setup::credentials(l.process)? {
-        ch.send(&Msg::Warn(w))?;
-    }
-    let env = setup::environment(l.process, l.listen_fds);
-    let args = l.process.args().clone().unwrap_or_default();
-    let program = setup::find_program(&args[0], &env)?;
+    let (filter, program, args, env) = become_the_process(l, ch)?;
     // A NOTIFY filter goes on while `create` can still hand its fd to the listener.
     let filter = match filter {
         Some(f) if f.notify() => {
@@ -191,6 +181,18 @@ fn exec(l: &Launch, ch: &Channel) -> Result<Error> {
     if l.process.terminal() == Some(true) {
         terminal(l)?;
     }
+    let (filter, program, args, env) = become_the_process(l, ch)?;
+    setup::descriptors(l.preserve_fds)?;
+    // On success the channel closes with the exec: the runtime reads that as "started".
+    // The channel is open until then, so even a NOTIFY filter goes on right before execve.
+    let install = filter.as_ref().map(|f| move || install_seccomp(f, Some(ch)));
+    Err(setup::exec(&program, &args, &env, install.as_ref().map(|f| f as &dyn Fn() -> Result<()>)))
+}
+
+/// Shared by init and exec: umask, limits and scheduling, LSM label, seccomp (when it
+/// must precede the credentials), user and capabilities; then the program to exec.
+#[allow(clippy::type_complexity)]
+fn become_the_process(l: &Launch, ch: &Channel) -> Result<(Option<crate::seccomp::Filter>, std::path::PathBuf, Vec<String>, Vec<String>)> {
     let umask = l.process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(Mode::from_bits_truncate(umask));
     setup::attributes(l.spec, l.process)?;
@@ -202,11 +204,7 @@ fn exec(l: &Launch, ch: &Channel) -> Result<Error> {
     let env = setup::environment(l.process, l.listen_fds);
     let args = l.process.args().clone().unwrap_or_default();
     let program = setup::find_program(&args[0], &env)?;
-    setup::descriptors(l.preserve_fds)?;
-    // On success the channel closes with the exec: the runtime reads that as "started".
-    // The channel is open until then, so even a NOTIFY filter goes on right before execve.
-    let install = filter.as_ref().map(|f| move || install_seccomp(f, Some(ch)));
-    Err(setup::exec(&program, &args, &env, install.as_ref().map(|f| f as &dyn Fn() -> Result<()>)))
+    Ok((filter, program, args, env))
 }
 
 /// A pty from the container's devpts: master to the console socket, slave as stdio and
