@@ -1,1 +1,40 @@
-//! berth-shim: placeholder crate; its issue builds it.
+//! berth-shim: the per-container monitor (one process per container).
+//!
+//! The protocol the daemon relies on (arguments, files, the sync pipe) is
+//! documented in `shim/README.md`. Modules:
+//! - [`config`]: the command line;
+//! - [`protocol`]: what the daemon reads (exit file, pid file, sync report);
+//! - [`io`]: the CRI log writer (partial lines, rotation, reopen);
+//! - [`reaper`]: waiting for the container and turning its status into an exit record;
+//! - [`shim`]: detaching, driving the runtime, the poll loop.
+
+pub mod config;
+pub mod io;
+pub mod protocol;
+pub mod reaper;
+pub mod shim;
+
+/// A failure, naming the object it happened on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{what}: {source}")]
+    Sys { what: String, source: nix::Error },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+pub(crate) fn sys_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Sys { what, source }
+}
