@@ -108,6 +108,23 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
 
 /// `--no-pivot`: move the rootfs over / and chroot into it (for ramdisk roots).
 pub fn move_root(rootfs: &Path) -> Result<()> {
+    // Without pivot_root the host's mounts stay in this mount namespace, under the new
+    // root: detach every one that is neither inside the rootfs nor on the way to it (as
+    // runc does), so none can be reached by climbing out of the chroot. Deepest first.
+    let mut others: Vec<std::path::PathBuf> = crate::mountinfo::read_self()
+        .into_iter()
+        .map(|m| m.mountpoint)
+        .filter(|mp| !mp.starts_with(rootfs) && !rootfs.starts_with(mp))
+        .collect();
+    others.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    others.dedup();
+    for mp in others {
+        match umount2(&mp, MntFlags::MNT_DETACH) {
+            // Already gone with a parent detached before it.
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(Error::sys("detach host mount", mp.display(), e)),
+        }
+    }
     nix::unistd::chdir(rootfs).ctx("chdir", rootfs.display())?;
     mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).ctx("move mount", format_args!("{} to /", rootfs.display()))?;
     nix::unistd::chroot(".").ctx("chroot", rootfs.display())?;
