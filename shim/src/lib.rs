@@ -5,11 +5,13 @@
 //! - [`config`]: the command line;
 //! - [`protocol`]: what the daemon reads (exit file, pid file, sync report);
 //! - [`io`]: the CRI log writer (partial lines, rotation, reopen);
+//! - [`oom`]: whether the container's memory cgroup OOM-killed anything;
 //! - [`reaper`]: waiting for the container and turning its status into an exit record;
 //! - [`shim`]: detaching, driving the runtime, the poll loop.
 
 pub mod config;
 pub mod io;
+pub mod oom;
 pub mod protocol;
 pub mod reaper;
 pub mod shim;

@@ -262,6 +262,9 @@ impl Monitor {
             }
         };
 
+        // Before start: the baseline of the cgroup's OOM-kill counter.
+        let oom = crate::oom::OomCounter::for_process(pid);
+
         if self.cfg.start {
             if let Err(e) = self.runtime_ok(&["start", &id]) {
                 let _ = self.runtime_ok(&["delete", "--force", &id]);
@@ -280,8 +283,10 @@ impl Monitor {
             log.write(s, &data)?;
             log.finish(s)?;
         }
-        // TODO(issue 4): OOM detection (the cgroup's memory events / `<runtime> events`).
-        let rec = ending.record(self.started_at.clone(), false);
+        // Any OOM kill in the container's cgroup counts (as CRI-O and containerd
+        // report it); unknown (no memory cgroup found) reads as false.
+        let oom_killed = oom.as_ref().is_some_and(|o| o.fired());
+        let rec = ending.record(self.started_at.clone(), oom_killed);
         std::fs::create_dir_all(&self.cfg.exit_dir).map_err(io_err(format!("create {}", self.cfg.exit_dir.display())))?;
         write_exit_file(&self.cfg.exit_file(), &rec)?;
         if self.cfg.delete {

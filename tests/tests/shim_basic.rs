@@ -424,3 +424,20 @@ fn container_survives_the_shim_being_killed() {
     rt.delete_force(b.id()).ok();
     rt.assert_no_trace(&b);
 }
+
+#[test]
+fn oom_kill_is_recorded() {
+    let Some(rt) = Runtime::for_test() else { return };
+    let mut b = rt.bundle();
+    // dd's 64 MiB buffer is touched by read(): past the 32 MiB limit (no swap).
+    b.args(&["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
+        .set("linux.resources", json!({"memory": {"limit": 33554432, "swap": 33554432}}));
+    let shim = Shim::new(&rt);
+    shim.launch_ok(&rt, &b, &["--start", "--delete"]);
+    let exit = shim.wait_exit(&b);
+    assert_eq!(exit["signal"], 9, "{exit}");
+    assert_eq!(exit["exit_code"], 137, "{exit}");
+    assert_eq!(exit["oom_killed"], true, "{exit}");
+    rt.assert_no_trace(&b);
+}
+
