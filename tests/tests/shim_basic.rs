@@ -150,9 +150,13 @@ fn check_timestamp(ts: &str) {
             && b[19] == b'.' && digits(20..29) && b[29] == b'Z',
         "not RFC3339Nano UTC: {ts:?}"
     );
-    let out = Command::new("date").args(["-u", "+%Y-%m-%d"]).output().unwrap();
-    let today = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(ts.starts_with(&today) || ts < today.as_str(), "timestamp {ts} is not today ({today})");
+    // Asked once per test binary: a log may hold hundreds of thousands of records.
+    static TODAY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let today = TODAY.get_or_init(|| {
+        let out = Command::new("date").args(["-u", "+%Y-%m-%d"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    });
+    assert!(ts.starts_with(today.as_str()) || ts < today.as_str(), "timestamp {ts} is not today ({today})");
 }
 
 fn r(s: &str, t: &str, c: &str) -> (String, String, String) {
@@ -441,3 +445,23 @@ fn oom_kill_is_recorded() {
     rt.assert_no_trace(&b);
 }
 
+
+#[test]
+fn fast_writers_lose_and_mix_nothing() {
+    let Some(rt) = Runtime::for_test() else { return };
+    let mut b = rt.bundle();
+    // Two processes writing as fast as they can, one per stream.
+    b.sh("seq 1 200000 >&2 & seq 1000001 1200000; wait");
+    let shim = Shim::new(&rt);
+    shim.launch_ok(&rt, &b, &["--start", "--delete", "--log-line-max", "4096"]);
+    assert_eq!(shim.wait_exit(&b)["exit_code"], 0);
+    let (mut out, mut err) = (1_000_001u32, 1u32);
+    for (s, tag, c) in &shim.records() {
+        assert_eq!(tag, "F", "{s} {c:?}");
+        let n = if s == "stdout" { &mut out } else { &mut err };
+        assert_eq!(c, &n.to_string(), "{s}");
+        *n += 1;
+    }
+    assert_eq!((out, err), (1_200_001, 200_001));
+    rt.assert_no_trace(&b);
+}
