@@ -23,6 +23,7 @@ pub mod cmd;
 pub mod console;
 pub mod json;
 pub mod leaks;
+pub mod output;
 pub mod runtime;
 pub mod wait;
 
@@ -32,6 +33,7 @@ use std::time::Duration;
 pub use bundle::Bundle;
 pub use cmd::{Input, Output};
 pub use console::{Console, ConsoleSocket};
+pub use output::{kv, run_ok, with_tmp};
 pub use runtime::Runtime;
 pub use serde_json::{json, Value};
 pub use wait::{poll, wait_for_file, wait_for_text, wait_pid_gone, wait_until, WAIT};

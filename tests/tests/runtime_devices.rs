@@ -47,11 +47,6 @@ fn probe_script(read: &[&str], write: &[&str], mknod: &[&str]) -> String {
     s
 }
 
-fn kv<'a>(out: &'a str, key: &str) -> &'a str {
-    let p = format!("{key}=");
-    out.lines().find_map(|l| l.strip_prefix(&p)).unwrap_or_else(|| panic!("no {key}= line in container output:\n{out}"))
-}
-
 #[track_caller]
 fn allowed(out: &str, key: &str) {
     let v = kv(out, key);
@@ -62,14 +57,6 @@ fn allowed(out: &str, key: &str) {
 fn denied(out: &str, key: &str) {
     let v = kv(out, key);
     assert!(v.contains("Operation not permitted"), "{key} should fail with EPERM, got {v:?}:\n{out}");
-}
-
-#[track_caller]
-fn run_ok(rt: &Runtime, b: &Bundle) -> String {
-    let o = rt.run(b);
-    assert_eq!(o.code, Some(0), "container should exit 0:\n{o}");
-    rt.assert_no_trace(b);
-    o.stdout
 }
 
 /// With CAP_MKNOD, so that mknod is decided by the device policy alone.

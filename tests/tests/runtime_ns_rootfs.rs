@@ -22,16 +22,6 @@ use berth_tests::*;
 // ---------------------------------------------------------------------------
 // Helpers local to this file.
 
-/// Foreground `run` that must exit 0; returns the container's stdout and
-/// checks that the container left nothing behind.
-#[track_caller]
-fn run_ok(rt: &Runtime, b: &Bundle) -> String {
-    let o = rt.run(b);
-    assert_eq!(o.code, Some(0), "container should exit 0:\n{o}");
-    rt.assert_no_trace(b);
-    o.stdout
-}
-
 /// `create`, then `f(pid)` while the container is blocked before its
 /// program, then `start`, wait for the exit, `delete`; returns stdout.
 #[track_caller]
@@ -54,12 +44,6 @@ fn tmpfs(dest: &str, opts: &[&str]) -> Value {
 /// A bind mount entry (`opts` should contain "bind" or "rbind").
 fn bind(src: &Path, dest: &str, opts: &[&str]) -> Value {
     json!({"destination": dest, "type": "bind", "source": src.display().to_string(), "options": opts})
-}
-
-/// A writable `/tmp` inside the container (a tmpfs), so nothing is written
-/// into the shared rootfs.
-fn with_tmp(b: &mut Bundle) {
-    b.push("mounts", tmpfs("/tmp", &["mode=1777", "size=16m"]));
 }
 
 /// One line of a mountinfo file, with the fields the library's parser
@@ -144,13 +128,6 @@ fn section<'a>(out: &'a str, name: &str) -> &'a str {
         Some(end) => &rest[..end + 1],
         None => rest,
     }
-}
-
-/// `key=value` lines printed by a container script, as a lookup.
-#[track_caller]
-fn kv<'a>(out: &'a str, key: &str) -> &'a str {
-    let p = format!("{key}=");
-    out.lines().find_map(|l| l.strip_prefix(&p)).unwrap_or_else(|| panic!("no {key}= line in container output:\n{out}"))
 }
 
 /// Mounts made on the host by a test (in its temp dir), undone in reverse

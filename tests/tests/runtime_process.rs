@@ -20,23 +20,6 @@ use berth_tests::*;
 // ---------------------------------------------------------------------------
 // Helpers local to this file.
 
-/// Foreground `run` that must exit 0; returns the container's stdout and
-/// checks that the container left nothing behind.
-#[track_caller]
-fn run_ok(rt: &Runtime, b: &Bundle) -> String {
-    let o = rt.run(b);
-    assert_eq!(o.code, Some(0), "container should exit 0:\n{o}");
-    rt.assert_no_trace(b);
-    o.stdout
-}
-
-/// A `key=value` line printed by a container script.
-#[track_caller]
-fn kv<'a>(out: &'a str, key: &str) -> &'a str {
-    let p = format!("{key}=");
-    out.lines().find_map(|l| l.strip_prefix(&p)).unwrap_or_else(|| panic!("no {key}= line in container output:\n{out}"))
-}
-
 /// A `Key:\tvalue` line of /proc/<pid>/status as printed by the container.
 #[track_caller]
 fn status_field<'a>(out: &'a str, key: &str) -> &'a str {
@@ -45,14 +28,6 @@ fn status_field<'a>(out: &'a str, key: &str) -> &'a str {
         .find_map(|l| l.strip_prefix(&p))
         .map(str::trim)
         .unwrap_or_else(|| panic!("no {key}: line in container output:\n{out}"))
-}
-
-/// A writable `/tmp` (tmpfs): tests never write into the shared rootfs.
-fn with_tmp(b: &mut Bundle) {
-    b.push(
-        "mounts",
-        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1777", "size=16m"]}),
-    );
 }
 
 /// (soft, hard) of a /proc/<pid>/limits row ("Max open files").

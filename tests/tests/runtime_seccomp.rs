@@ -26,10 +26,6 @@ fn run(rt: &Runtime, b: &Bundle) -> Output {
     o
 }
 
-fn with_tmp(b: &mut Bundle) {
-    b.push("mounts", json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1777", "size=16m"]}));
-}
-
 fn profile(default: &str, rules: Value) -> Value {
     json!({"defaultAction": default, "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": rules})
 }
