@@ -23,6 +23,7 @@ pub mod cmd;
 pub mod console;
 pub mod json;
 pub mod leaks;
+pub mod netns;
 pub mod output;
 pub mod runtime;
 pub mod wait;
