@@ -1,1 +1,3 @@
-//! berthlet: placeholder crate; its issue builds it.
+//! berthlet: Berth's node daemon (CRI server, images, pods).
+
+pub mod images;

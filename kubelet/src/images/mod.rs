@@ -1,0 +1,3 @@
+//! Images: references, registry pulls, the content store.
+
+pub mod reference;
