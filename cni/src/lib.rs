@@ -1,1 +1,6 @@
-//! berth-cni: placeholder crate; its issue builds it.
+//! berth-cni: Berth's CNI plugins (spec 1.1): the protocol (`spec`, `skel`, `invoke`),
+//! `berth-ipam` (`ipam`), `berth-bridge` and `berth-portmap`.
+
+pub mod invoke;
+pub mod skel;
+pub mod spec;
