@@ -2,5 +2,7 @@
 //! `berth-ipam` (`ipam`), `berth-bridge` and `berth-portmap`.
 
 pub mod invoke;
+pub mod netlink;
+pub mod netns;
 pub mod skel;
 pub mod spec;
