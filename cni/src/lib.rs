@@ -1,6 +1,7 @@
 //! berth-cni: Berth's CNI plugins (spec 1.1): the protocol (`spec`, `skel`, `invoke`),
 //! `berth-ipam` (`ipam`), `berth-bridge` and `berth-portmap`.
 
+pub mod bridge;
 pub mod invoke;
 pub mod netlink;
 pub mod netns;

@@ -305,6 +305,45 @@ impl Netlink {
         self.ack(RouteNetlinkMessage::NewLink(m), 0, &|| format!("set link #{index} hairpin {on}"))
     }
 
+    /// Turns VLAN filtering on for a bridge (EOPNOTSUPP where the kernel lacks it).
+    pub fn set_bridge_vlan_filtering(&mut self, index: u32, on: bool) -> R<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![netlink_packet_route::link::InfoBridge::VlanFiltering(on)])),
+        ]));
+        self.ack(RouteNetlinkMessage::NewLink(m), 0, &|| format!("set bridge #{index} vlan_filtering {on}"))
+    }
+
+    /// Makes `vid` the port's untagged PVID and drops the default VLAN 1
+    /// (`bridge vlan add dev X vid N pvid untagged; bridge vlan del dev X vid 1`).
+    pub fn set_port_pvid(&mut self, index: u32, vid: u16) -> R<()> {
+        use netlink_packet_route::link::{AfSpecBridge, BridgeVlanInfo, BridgeVlanInfoFlags};
+        let msg = |flags: BridgeVlanInfoFlags, vid: u16| {
+            let mut m = LinkMessage::default();
+            m.header.interface_family = AddressFamily::Bridge;
+            m.header.index = index;
+            m.attributes.push(LinkAttribute::AfSpecBridge(vec![AfSpecBridge::VlanInfo(BridgeVlanInfo { flags, vid })]));
+            m
+        };
+        self.ack(
+            RouteNetlinkMessage::SetLink(msg(BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged, vid)),
+            0,
+            &|| format!("set link #{index} vlan {vid} pvid untagged"),
+        )?;
+        if vid != 1 {
+            match self.ack(RouteNetlinkMessage::DelLink(msg(BridgeVlanInfoFlags::empty(), 1)), 0, &|| {
+                format!("delete vlan 1 from link #{index}")
+            }) {
+                Ok(()) => {}
+                Err(e) if e.errno() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes a link; Ok(false) when it did not exist.
     pub fn del_link(&mut self, index: u32) -> R<bool> {
         let mut m = LinkMessage::default();

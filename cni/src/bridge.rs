@@ -1,0 +1,736 @@
+//! berth-bridge: a Linux bridge on the node, a veth pair per attachment, addressing
+//! delegated to the IPAM plugin named in `ipam.type` (options as the reference
+//! `bridge` plugin documents them).
+//!
+//! The plugin runs in the node's netns; the pod's side is reached through a
+//! netlink socket opened inside `CNI_NETNS` (see [`crate::netns`]).
+//!
+//! `vlan`/`vlanTrunk` need bridge VLAN filtering in the kernel: where the kernel
+//! lacks it (EOPNOTSUPP) ADD fails with a clear error; nothing is faked.
+//! `macspoofchk` drops frames from the host veth whose source MAC is not the
+//! pod's, in Berth's own nftables table `bridge berth-cni-mac` (rules tagged per
+//! attachment, through the `nft` command).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::netlink::{mac_to_string, parse_mac, Link, Netlink, NetlinkError, Route, VethSpec};
+use crate::netns::{NetNs, NetnsError};
+use crate::skel::Plugin;
+use crate::spec::{self, code, Attachment, CniResult, Command, Env, Error, Interface, NetConf};
+
+/// The plugin (stateless: everything is read from the kernel and the config).
+pub struct Bridge;
+
+/// Bridge-specific fields of the network config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BridgeConf {
+    #[serde(default = "default_bridge")]
+    pub bridge: String,
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    #[serde(default)]
+    pub is_gateway: bool,
+    #[serde(default)]
+    pub is_default_gateway: bool,
+    #[serde(default)]
+    pub force_address: bool,
+    #[serde(default)]
+    pub ip_masq: bool,
+    #[serde(default)]
+    pub hairpin_mode: bool,
+    #[serde(default)]
+    pub promisc_mode: bool,
+    #[serde(default)]
+    pub vlan: i64,
+    #[serde(default)]
+    pub vlan_trunk: Option<Value>,
+    #[serde(default)]
+    pub macspoofchk: bool,
+    /// IPv6 DAD on the pod's interface (off by default, as the reference).
+    #[serde(default)]
+    pub enabledad: bool,
+}
+
+fn default_bridge() -> String {
+    "cni0".into()
+}
+
+impl BridgeConf {
+    pub fn parse(conf: &NetConf) -> Result<BridgeConf, Error> {
+        let mut c: BridgeConf = serde_json::from_value(conf.raw.clone())
+            .map_err(|e| Error::invalid_config(format!("network {:?}: invalid bridge config: {e}", conf.name)))?;
+        if c.bridge.is_empty() {
+            c.bridge = default_bridge();
+        }
+        spec::types::valid_ifname(&c.bridge)
+            .map_err(|why| Error::invalid_config(format!("network {:?}: invalid bridge name {:?}: {why}", conf.name, c.bridge)))?;
+        if !(0..=4094).contains(&c.vlan) {
+            return Err(Error::invalid_config(format!("network {:?}: invalid vlan {} (0..4094)", conf.name, c.vlan)));
+        }
+        if let Some(m) = c.mtu {
+            if !(68..=65535).contains(&m) {
+                return Err(Error::invalid_config(format!("network {:?}: invalid mtu {m}", conf.name)));
+            }
+        }
+        // isDefaultGateway implies isGateway (reference behaviour).
+        if c.is_default_gateway {
+            c.is_gateway = true;
+        }
+        Ok(c)
+    }
+
+    fn wants_vlan(&self) -> bool {
+        self.vlan != 0 || self.vlan_trunk.as_ref().is_some_and(|v| !v.is_null())
+    }
+}
+
+fn nl(e: NetlinkError) -> Error {
+    Error::internal(e.to_string())
+}
+
+/// A netns that cannot be opened means CNI_NETNS is wrong: code 4 naming the path.
+fn ns_err(e: NetnsError) -> Error {
+    match e {
+        NetnsError::NotFound { .. } | NetnsError::NotNetns { .. } | NetnsError::Open { .. } => {
+            Error::invalid_env(format!("invalid CNI_NETNS: {e}"))
+        }
+        other => Error::internal(other.to_string()),
+    }
+}
+
+/// The MAC asked for: CNI_ARGS `MAC=`, then `args.cni.mac`, then `runtimeConfig.mac` (last wins).
+fn requested_mac(env: &Env, conf: &NetConf) -> Result<Option<[u8; 6]>, Error> {
+    let mut s = env.arg("MAC").map(str::to_string);
+    if let Some(m) = conf.args.pointer("/cni/mac").and_then(Value::as_str) {
+        s = Some(m.to_string());
+    }
+    if let Some(m) = conf.runtime_config.get("mac").and_then(Value::as_str) {
+        s = Some(m.to_string());
+    }
+    match s.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(m) => {
+            let mac = parse_mac(&m).ok_or_else(|| Error::invalid_config(format!("invalid mac {m:?}")))?;
+            if mac[0] & 1 == 1 {
+                return Err(Error::invalid_config(format!("invalid mac {m:?}: a multicast address")));
+            }
+            Ok(Some(mac))
+        }
+    }
+}
+
+fn random_veth_name() -> String {
+    let mut b = [0u8; 4];
+    // A fresh name per try; uniqueness is checked by the kernel (EEXIST → retry).
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    format!("veth{:02x}{:02x}{:02x}{:02x}", b[0], b[1], b[2], b[3])
+}
+
+/// First host address of a subnet (the default gateway, as the reference computes it).
+fn first_host(net: &IpNet) -> IpAddr {
+    match net {
+        IpNet::V4(n) => IpAddr::V4((u32::from(n.network()) + 1).into()),
+        IpNet::V6(n) => IpAddr::V6((u128::from(n.network()) + 1).into()),
+    }
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// What ADD has done so far, to undo on failure.
+#[derive(Default)]
+struct Undo {
+    ipam: bool,
+    bridge_created: Option<u32>,
+    host_veth: Option<u32>,
+    masq: bool,
+    macspoof: bool,
+}
+
+impl Plugin for Bridge {
+    fn name(&self) -> &'static str {
+        "berth-bridge"
+    }
+
+    fn add(&self, env: &Env, conf: &NetConf) -> Result<CniResult, Error> {
+        let c = BridgeConf::parse(conf)?;
+        let mac = requested_mac(env, conf)?;
+        conf.ipam_type()?;
+        let netns_path = env.netns.as_ref().ok_or_else(|| Error::invalid_env("CNI_NETNS missing for ADD"))?;
+        let pod_ns = NetNs::open(netns_path).map_err(ns_err)?;
+        let mut pod_nl = pod_ns.run(Netlink::open).map_err(ns_err)?.map_err(nl)?;
+        if pod_nl.link_by_name(&env.ifname).map_err(nl)?.is_some() {
+            return Err(Error::internal(format!(
+                "interface {} already exists in netns {}",
+                env.ifname,
+                netns_path.display()
+            )));
+        }
+        let mut node_nl = Netlink::open().map_err(nl)?;
+        let mut undo = Undo::default();
+        let res = add_inner(env, conf, &c, mac, &pod_ns, &mut pod_nl, &mut node_nl, &mut undo);
+        if res.is_err() {
+            rollback(env, conf, &c, &mut node_nl, &undo);
+        }
+        res
+    }
+
+    fn del(&self, env: &Env, conf: &NetConf) -> Result<(), Error> {
+        let c = BridgeConf::parse(conf)?;
+        if conf.ipam.is_some() {
+            crate::invoke::delegate(conf, Command::Del)?;
+        }
+        // The pod side; the host end goes with it. A netns that is gone took the pair along.
+        if let Some(p) = &env.netns {
+            match NetNs::open(p) {
+                Ok(ns) => {
+                    let mut pnl = ns.run(Netlink::open).map_err(ns_err)?.map_err(nl)?;
+                    if let Some(l) = pnl.link_by_name(&env.ifname).map_err(nl)? {
+                        if l.kind == "veth" {
+                            pnl.del_link(l.index).map_err(nl)?;
+                        }
+                    }
+                }
+                Err(NetnsError::NotFound { .. }) | Err(NetnsError::NotNetns { .. }) => {}
+                Err(e) => return Err(ns_err(e)),
+            }
+        }
+        if c.ip_masq {
+            masq_del(&conf.name, &env.container_id, &env.ifname)?;
+        }
+        macspoof_del(&tag(&conf.name, &env.container_id, &env.ifname))?;
+        Ok(())
+    }
+
+    fn check(&self, env: &Env, conf: &NetConf) -> Result<(), Error> {
+        let c = BridgeConf::parse(conf)?;
+        let prev = conf
+            .prev_result
+            .as_ref()
+            .ok_or_else(|| Error::invalid_config(format!("network {:?}: CHECK needs a prevResult", conf.name)))?;
+        if conf.ipam.is_some() {
+            crate::invoke::delegate(conf, Command::Check)?;
+        }
+        let netns_path = env.netns.as_ref().ok_or_else(|| Error::invalid_env("CNI_NETNS missing for CHECK"))?;
+        let ns = NetNs::open(netns_path).map_err(ns_err)?;
+        let mut pnl = ns.run(Netlink::open).map_err(ns_err)?.map_err(nl)?;
+        let sandbox = netns_path.display().to_string();
+        let (idx, iface) = prev
+            .interfaces
+            .iter()
+            .enumerate()
+            .find(|(_, i)| i.name == env.ifname && i.sandbox == sandbox)
+            .ok_or_else(|| Error::internal(format!("prevResult has no interface {} in sandbox {sandbox}", env.ifname)))?;
+        let link = pnl
+            .link_by_name(&env.ifname)
+            .map_err(nl)?
+            .ok_or_else(|| Error::internal(format!("interface {} is missing from netns {sandbox}", env.ifname)))?;
+        if link.kind != "veth" {
+            return Err(Error::internal(format!("interface {} in {sandbox} is a {:?}, not a veth", env.ifname, link.kind)));
+        }
+        if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&link.mac_string()) {
+            return Err(Error::internal(format!(
+                "interface {} has MAC {}, prevResult says {}",
+                env.ifname,
+                link.mac_string(),
+                iface.mac
+            )));
+        }
+        let have: Vec<IpNet> = pnl.addrs(Some(link.index)).map_err(nl)?.into_iter().map(|(_, a)| a).collect();
+        for ip in prev.ips.iter().filter(|ip| ip.interface == Some(idx)) {
+            if !have.contains(&ip.address) {
+                return Err(Error::internal(format!("address {} is missing from {} in {sandbox}", ip.address, env.ifname)));
+            }
+        }
+        let routes = pnl.routes().map_err(nl)?;
+        for r in &prev.routes {
+            let found = routes.iter().any(|x| x.dst == r.dst && r.gw.map_or(true, |g| x.gw == Some(g)));
+            if !found {
+                let via = r.gw.map(|g| format!(" via {g}")).unwrap_or_default();
+                return Err(Error::internal(format!("route {}{via} is missing in {sandbox}", r.dst)));
+            }
+        }
+        // Host side: the bridge, and a veth of this result attached to it.
+        let mut node = Netlink::open().map_err(nl)?;
+        let br = node
+            .link_by_name(&c.bridge)
+            .map_err(nl)?
+            .ok_or_else(|| Error::internal(format!("bridge {} is missing", c.bridge)))?;
+        if let Some(peer) = link.link {
+            let host = node.link_by_index(peer).map_err(nl)?;
+            match host {
+                Some(h) if h.master == Some(br.index) => {}
+                _ => return Err(Error::internal(format!("the host end of {} is not a port of bridge {}", env.ifname, c.bridge))),
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self, conf: &NetConf) -> Result<(), Error> {
+        BridgeConf::parse(conf)?;
+        if conf.ipam.is_some() {
+            crate::invoke::delegate(conf, Command::Status)?;
+        }
+        Ok(())
+    }
+
+    fn gc(&self, conf: &NetConf, valid: &[Attachment]) -> Result<(), Error> {
+        let c = BridgeConf::parse(conf)?;
+        if conf.ipam.is_some() {
+            crate::invoke::delegate(conf, Command::Gc)?;
+        }
+        if c.ip_masq {
+            masq_gc(&conf.name, valid)?;
+        }
+        let keep: Vec<String> = valid.iter().map(|a| tag(&conf.name, &a.container_id, &a.ifname)).collect();
+        macspoof_gc(&conf.name, &keep)?;
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_inner(
+    env: &Env,
+    conf: &NetConf,
+    c: &BridgeConf,
+    mac: Option<[u8; 6]>,
+    pod_ns: &NetNs,
+    pod_nl: &mut Netlink,
+    node_nl: &mut Netlink,
+    undo: &mut Undo,
+) -> Result<CniResult, Error> {
+    let mut result = crate::invoke::delegate(conf, Command::Add)?
+        .ok_or_else(|| Error::internal("IPAM plugin returned no result"))?;
+    undo.ipam = true;
+    if result.ips.is_empty() {
+        return Err(Error::internal(format!("IPAM plugin {:?} returned no IP addresses", conf.ipam_type()?)));
+    }
+
+    // A pod subnet that overlaps an address the node already has elsewhere would break routing.
+    let node_addrs = node_nl.addrs(None).map_err(nl)?;
+    let bridge_idx = node_nl.link_by_name(&c.bridge).map_err(nl)?.map(|l| l.index);
+    for ip in &result.ips {
+        let net = ip.address.trunc();
+        for (ifx, a) in &node_addrs {
+            if Some(*ifx) == bridge_idx || a.addr().is_loopback() && !net.contains(&a.addr()) {
+                continue;
+            }
+            if overlaps(&net, &a.trunc()) {
+                let dev = node_nl.link_by_index(*ifx).ok().flatten().map(|l| l.name).unwrap_or_else(|| format!("#{ifx}"));
+                return Err(Error::invalid_config(format!(
+                    "network {:?}: subnet {net} overlaps the node's address {a} on {dev}",
+                    conf.name
+                )));
+            }
+        }
+    }
+
+    // Gateways: from IPAM, else the subnet's first address (isGateway).
+    if c.is_gateway {
+        for ip in &mut result.ips {
+            if ip.gateway.is_none() {
+                ip.gateway = Some(first_host(&ip.address.trunc()));
+            }
+        }
+    }
+    if c.is_default_gateway {
+        for ip in result.ips.clone() {
+            let dst: IpNet = if ip.address.addr().is_ipv4() { "0.0.0.0/0".parse().unwrap() } else { "::/0".parse().unwrap() };
+            if !result.routes.iter().any(|r| r.dst == dst) {
+                result.routes.push(spec::Route::new(dst, ip.gateway));
+            }
+        }
+    }
+
+    let br = ensure_bridge(node_nl, c, undo)?;
+
+    // The veth pair: host end here, pod end created directly in the pod's netns.
+    let mut host_name = random_veth_name();
+    let mut tries = 0;
+    loop {
+        let spec = VethSpec {
+            host_name: &host_name,
+            peer_name: &env.ifname,
+            peer_netns_fd: pod_ns.raw_fd(),
+            mtu: c.mtu,
+            peer_mac: mac,
+        };
+        match node_nl.add_veth(&spec) {
+            Ok(()) => break,
+            Err(e) if e.errno() == Some(libc::EEXIST) && tries < 5 => {
+                // Only the host name is random; the pod name was checked free above.
+                if pod_nl.link_by_name(&env.ifname).map_err(nl)?.is_some() {
+                    return Err(Error::internal(format!("interface {} already exists in netns {}", env.ifname, pod_ns.path().display())));
+                }
+                tries += 1;
+                host_name = random_veth_name();
+            }
+            Err(e) => return Err(nl(e)),
+        }
+    }
+    let host = node_nl
+        .link_by_name(&host_name)
+        .map_err(nl)?
+        .ok_or_else(|| Error::internal(format!("veth {host_name} vanished after creation")))?;
+    undo.host_veth = Some(host.index);
+    node_nl.set_master(host.index, br.index).map_err(nl)?;
+    if c.hairpin_mode {
+        node_nl.set_hairpin(host.index, true).map_err(nl)?;
+    }
+    if c.vlan != 0 {
+        set_port_vlan(node_nl, host.index, c.vlan as u16, &host_name)?;
+    }
+    node_nl.set_up(host.index, true).map_err(nl)?;
+
+    // Pod side: DAD off (the address is ours alone), addresses, up, routes.
+    let pod = pod_nl
+        .link_by_name(&env.ifname)
+        .map_err(nl)?
+        .ok_or_else(|| Error::internal(format!("{} vanished from netns {}", env.ifname, pod_ns.path().display())))?;
+    let has_v6 = result.ips.iter().any(|i| i.address.addr().is_ipv6());
+    if has_v6 && !c.enabledad {
+        let key = format!("net/ipv6/conf/{}/accept_dad", env.ifname);
+        pod_ns
+            .run(|| crate::netns::sysctl_set(&key, "0"))
+            .map_err(ns_err)?
+            .map_err(|e| Error::io(format!("sysctl {key} in {}", pod_ns.path().display()), e))?;
+    }
+    for ip in &result.ips {
+        pod_nl.add_addr(pod.index, &ip.address).map_err(nl)?;
+    }
+    pod_nl.set_up(pod.index, true).map_err(nl)?;
+    for r in &result.routes {
+        let fam_gw = result.ips.iter().find(|i| i.address.addr().is_ipv4() == r.dst.addr().is_ipv4()).and_then(|i| i.gateway);
+        let route = Route { dst: r.dst.trunc(), gw: r.gw.or(fam_gw), oif: Some(pod.index) };
+        pod_nl.add_route(&route).map_err(nl)?;
+    }
+
+    // Node side: gateway addresses on the bridge, forwarding on.
+    if c.is_gateway {
+        for ip in &result.ips {
+            if let Some(gw) = ip.gateway {
+                let gw_net = IpNet::new(gw, ip.address.prefix_len()).map_err(|e| Error::internal(e.to_string()))?;
+                ensure_gateway_addr(node_nl, c, br.index, &gw_net, &conf.name)?;
+            }
+        }
+        let v4 = result.ips.iter().any(|i| i.address.addr().is_ipv4());
+        if v4 {
+            crate::netns::sysctl_set("net/ipv4/ip_forward", "1").map_err(|e| Error::io("sysctl net/ipv4/ip_forward", e))?;
+        }
+        if has_v6 {
+            crate::netns::sysctl_set("net/ipv6/conf/all/forwarding", "1")
+                .map_err(|e| Error::io("sysctl net/ipv6/conf/all/forwarding", e))?;
+        }
+    }
+
+    let pod_mac = pod_nl.link_by_index(pod.index).map_err(nl)?.map(|l| l.mac).unwrap_or_default();
+    if c.ip_masq {
+        undo.masq = true;
+        let nets: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
+        masq_add(&conf.name, &env.container_id, &env.ifname, &nets)?;
+    }
+    if c.macspoofchk {
+        undo.macspoof = true;
+        macspoof_add(&host_name, &pod_mac, &tag(&conf.name, &env.container_id, &env.ifname))?;
+    }
+
+    let br_now = node_nl.link_by_index(br.index).map_err(nl)?.unwrap_or(br);
+    let host_now = node_nl.link_by_index(host.index).map_err(nl)?.unwrap_or(host);
+    result.interfaces = vec![
+        Interface { name: br_now.name.clone(), mac: br_now.mac_string(), ..Default::default() },
+        Interface { name: host_now.name.clone(), mac: host_now.mac_string(), ..Default::default() },
+        Interface {
+            name: env.ifname.clone(),
+            mac: mac_to_string(&pod_mac),
+            mtu: Some(pod.mtu),
+            sandbox: pod_ns.path().display().to_string(),
+            ..Default::default()
+        },
+    ];
+    for ip in &mut result.ips {
+        ip.interface = Some(2);
+    }
+    Ok(result)
+}
+
+/// Finds or creates the bridge, sets MTU/promisc/VLAN filtering, brings it up.
+fn ensure_bridge(nl_: &mut Netlink, c: &BridgeConf, undo: &mut Undo) -> Result<Link, Error> {
+    let existing = nl_.link_by_name(&c.bridge).map_err(nl)?;
+    let br = match existing {
+        Some(l) if l.kind != "bridge" => {
+            return Err(Error::invalid_config(format!("{} already exists and is a {:?}, not a bridge", c.bridge, l.kind)))
+        }
+        Some(l) => {
+            if c.wants_vlan() {
+                enable_vlan_filtering(nl_, &c.bridge, l.index)?;
+            }
+            l
+        }
+        None => {
+            let created = match nl_.add_bridge(&c.bridge, c.mtu, false) {
+                Ok(()) => true,
+                // A concurrent ADD created it first: use it.
+                Err(e) if e.errno() == Some(libc::EEXIST) => false,
+                Err(e) => return Err(nl(e)),
+            };
+            let l = nl_
+                .link_by_name(&c.bridge)
+                .map_err(nl)?
+                .ok_or_else(|| Error::internal(format!("bridge {} vanished after creation", c.bridge)))?;
+            if created {
+                undo.bridge_created = Some(l.index);
+            }
+            if c.wants_vlan() {
+                enable_vlan_filtering(nl_, &c.bridge, l.index)?;
+            }
+            l
+        }
+    };
+    if let Some(mtu) = c.mtu {
+        if br.mtu != mtu {
+            nl_.set_mtu(br.index, mtu).map_err(nl)?;
+        }
+    }
+    if c.promisc_mode && !br.promisc {
+        nl_.set_promisc(br.index, true).map_err(nl)?;
+    }
+    if !br.up {
+        nl_.set_up(br.index, true).map_err(nl)?;
+    }
+    Ok(nl_.link_by_index(br.index).map_err(nl)?.unwrap_or(br))
+}
+
+fn enable_vlan_filtering(nl_: &mut Netlink, name: &str, index: u32) -> Result<(), Error> {
+    match nl_.set_bridge_vlan_filtering(index, true) {
+        Ok(()) => Ok(()),
+        Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Err(Error::internal(format!(
+            "vlan: bridge {name} cannot filter VLANs: this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)"
+        ))),
+        Err(e) => Err(nl(e)),
+    }
+}
+
+fn set_port_vlan(nl_: &mut Netlink, index: u32, vid: u16, name: &str) -> Result<(), Error> {
+    nl_.set_port_pvid(index, vid).map_err(|e| Error::internal(format!("vlan {vid} on {name}: {e}")))
+}
+
+/// Puts `gw` on the bridge. Another address of the same subnet is an error unless
+/// `forceAddress`, which replaces it.
+fn ensure_gateway_addr(nl_: &mut Netlink, c: &BridgeConf, br: u32, gw: &IpNet, network: &str) -> Result<(), Error> {
+    let have = nl_.addrs(Some(br)).map_err(nl)?;
+    for (_, a) in &have {
+        if a == gw {
+            return Ok(());
+        }
+        if a.addr().is_ipv4() == gw.addr().is_ipv4() && overlaps(&a.trunc(), &gw.trunc()) && !a.addr().is_unicast_link_local_compat() {
+            if !c.force_address {
+                return Err(Error::invalid_config(format!(
+                    "network {network:?}: bridge {} already has address {a}, not {gw} (set forceAddress to replace it)",
+                    c.bridge
+                )));
+            }
+            nl_.del_addr(br, a).map_err(nl)?;
+        }
+    }
+    match nl_.add_addr(br, gw) {
+        Ok(()) => Ok(()),
+        // A concurrent ADD put the same address there.
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(nl(e)),
+    }
+}
+
+trait LinkLocal {
+    fn is_unicast_link_local_compat(&self) -> bool;
+}
+
+impl LinkLocal for IpAddr {
+    fn is_unicast_link_local_compat(&self) -> bool {
+        match self {
+            IpAddr::V4(a) => a.is_link_local(),
+            IpAddr::V6(a) => (a.segments()[0] & 0xffc0) == 0xfe80,
+        }
+    }
+}
+
+fn rollback(env: &Env, conf: &NetConf, c: &BridgeConf, node_nl: &mut Netlink, undo: &Undo) {
+    // Best effort: the original error is what the caller sees.
+    if undo.macspoof {
+        let _ = macspoof_del(&tag(&conf.name, &env.container_id, &env.ifname));
+    }
+    if undo.masq {
+        let _ = masq_del(&conf.name, &env.container_id, &env.ifname);
+    }
+    if let Some(i) = undo.host_veth {
+        let _ = node_nl.del_link(i);
+    }
+    if let Some(b) = undo.bridge_created {
+        // Only if no other attachment joined it meanwhile.
+        let ports = node_nl.links().map(|ls| ls.iter().any(|l| l.master == Some(b))).unwrap_or(true);
+        if !ports {
+            let _ = node_nl.del_link(b);
+        }
+    }
+    if undo.ipam {
+        let _ = crate::invoke::delegate(conf, Command::Del);
+    }
+    let _ = c;
+}
+
+/// The tag of one attachment's rules.
+fn tag(network: &str, container_id: &str, ifname: &str) -> String {
+    format!("berth:{network}:{container_id}:{ifname}")
+}
+
+// ---- ipMasq (rules owned by the nat module) ----
+
+fn masq_add(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> Result<(), Error> {
+    let _ = (network, container_id, ifname, ips);
+    Err(Error::new(code::UNSUPPORTED_FIELD, "ipMasq is not available in this build yet"))
+}
+
+fn masq_del(network: &str, container_id: &str, ifname: &str) -> Result<(), Error> {
+    let _ = (network, container_id, ifname);
+    Ok(())
+}
+
+fn masq_gc(network: &str, valid: &[Attachment]) -> Result<(), Error> {
+    let _ = (network, valid);
+    Ok(())
+}
+
+// ---- macspoofchk: nftables, table `bridge berth-cni-mac` ----
+
+const MAC_TABLE: &str = "berth-cni-mac";
+
+fn nft(script: &str) -> Result<String, Error> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::internal(format!("cannot run nft: {e}")))?;
+    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|e| Error::io("nft stdin", e))?;
+    let out = child.wait_with_output().map_err(|e| Error::internal(format!("nft: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::internal(format!("nft failed: {}", String::from_utf8_lossy(&out.stderr).trim())).details(script.to_string()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Rules of our chain: (handle, comment). Empty when the table does not exist.
+fn macspoof_rules() -> Result<Vec<(u64, String)>, Error> {
+    let out = std::process::Command::new("nft")
+        .args(["-j", "list", "chain", "bridge", MAC_TABLE, "prerouting"])
+        .output()
+        .map_err(|e| Error::internal(format!("cannot run nft: {e}")))?;
+    if !out.status.success() {
+        return Ok(vec![]); // no table / chain: nothing of ours
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| Error::internal(format!("nft -j output: {e}")))?;
+    Ok(v["nftables"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| {
+                    let r = o.get("rule")?;
+                    Some((r["handle"].as_u64()?, r["comment"].as_str().unwrap_or("").to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn macspoof_add(host_veth: &str, mac: &[u8], tag: &str) -> Result<(), Error> {
+    let mac = mac_to_string(mac);
+    nft(&format!(
+        "add table bridge {MAC_TABLE}\n\
+         add chain bridge {MAC_TABLE} prerouting {{ type filter hook prerouting priority -300; policy accept; }}\n\
+         add rule bridge {MAC_TABLE} prerouting iifname \"{host_veth}\" ether saddr != {mac} drop comment \"{tag}\"\n"
+    ))
+    .map(|_| ())
+}
+
+fn macspoof_del_where(pred: impl Fn(&str) -> bool) -> Result<(), Error> {
+    let rules = macspoof_rules()?;
+    let mine: Vec<u64> = rules.iter().filter(|(_, c)| pred(c)).map(|(h, _)| *h).collect();
+    if mine.is_empty() {
+        return Ok(());
+    }
+    let mut script: String =
+        mine.iter().map(|h| format!("delete rule bridge {MAC_TABLE} prerouting handle {h}\n")).collect();
+    if mine.len() == rules.len() {
+        script += &format!("delete table bridge {MAC_TABLE}\n");
+    }
+    nft(&script).map(|_| ())
+}
+
+fn macspoof_del(tag: &str) -> Result<(), Error> {
+    macspoof_del_where(|c| c == tag)
+}
+
+fn macspoof_gc(network: &str, keep: &[String]) -> Result<(), Error> {
+    let prefix = format!("berth:{network}:");
+    macspoof_del_where(|c| c.starts_with(&prefix) && !keep.iter().any(|k| k == c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(extra: Value) -> NetConf {
+        let mut v = serde_json::json!({"cniVersion": "1.1.0", "name": "n", "type": "berth-bridge"});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        NetConf::parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn config_defaults_and_checks() {
+        let c = BridgeConf::parse(&conf(serde_json::json!({}))).unwrap();
+        assert_eq!(c.bridge, "cni0");
+        assert!(!c.is_gateway);
+        let c = BridgeConf::parse(&conf(serde_json::json!({"isDefaultGateway": true}))).unwrap();
+        assert!(c.is_gateway, "isDefaultGateway implies isGateway");
+        for bad in [serde_json::json!({"vlan": 5000}), serde_json::json!({"bridge": "a-very-long-bridge-name"}), serde_json::json!({"mtu": 10}), serde_json::json!({"isGateway": "yes"})] {
+            let e = BridgeConf::parse(&conf(bad.clone())).unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG, "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn gateway_and_overlap_math() {
+        assert_eq!(first_host(&"10.1.2.0/24".parse().unwrap()), "10.1.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(first_host(&"fd00::/64".parse().unwrap()), "fd00::1".parse::<IpAddr>().unwrap());
+        assert!(overlaps(&"10.0.0.0/8".parse().unwrap(), &"10.1.0.0/16".parse().unwrap()));
+        assert!(!overlaps(&"10.0.0.0/16".parse().unwrap(), &"10.1.0.0/16".parse().unwrap()));
+    }
+
+    #[test]
+    fn mac_sources() {
+        let env = Env::from_lookup(|k| match k {
+            "CNI_COMMAND" => Some("ADD".into()),
+            "CNI_CONTAINERID" => Some("c".into()),
+            "CNI_NETNS" => Some("/x".into()),
+            "CNI_IFNAME" => Some("eth0".into()),
+            "CNI_PATH" => Some("/x".into()),
+            "CNI_ARGS" => Some("MAC=0a:00:00:00:00:01".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(requested_mac(&env, &conf(serde_json::json!({}))).unwrap(), Some([10, 0, 0, 0, 0, 1]));
+        let c = conf(serde_json::json!({"runtimeConfig": {"mac": "0a:00:00:00:00:02"}}));
+        assert_eq!(requested_mac(&env, &c).unwrap(), Some([10, 0, 0, 0, 0, 2]));
+        let c = conf(serde_json::json!({"runtimeConfig": {"mac": "01:00:00:00:00:02"}}));
+        assert_eq!(requested_mac(&env, &c).unwrap_err().code, code::INVALID_CONFIG);
+    }
+}
