@@ -6,77 +6,8 @@ use std::path::Path;
 use berth_tests::netns::{Netns, Node};
 use berth_tests::{json, Value};
 
-mod cni_util {
-    use super::*;
-    use std::io::Write;
-    use std::path::PathBuf;
-    use std::process::Stdio;
-
-    pub fn bin_dir() -> PathBuf {
-        std::env::var_os("BERTH_BIN_DIR")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| berth_tests::repo_root().join("target/bin"))
-    }
-
-    /// What one plugin call returned.
-    #[derive(Debug)]
-    pub struct Out {
-        pub code: i32,
-        pub json: Value,
-        pub stderr: String,
-    }
-
-    impl Out {
-        #[track_caller]
-        pub fn ok(self) -> Value {
-            assert_eq!(self.code, 0, "plugin failed: {} {}", self.json, self.stderr);
-            self.json
-        }
-        /// Asserts a CNI error with `code` whose msg contains every needle; returns the msg.
-        #[track_caller]
-        pub fn err(self, code: u64, needles: &[&str]) -> String {
-            assert_ne!(self.code, 0, "plugin should fail: {}", self.json);
-            assert_eq!(self.json["code"].as_u64(), Some(code), "error code: {}", self.json);
-            let msg = format!("{} {}", self.json["msg"].as_str().unwrap_or(""), self.json["details"].as_str().unwrap_or(""));
-            for n in needles {
-                assert!(msg.contains(n), "error should mention {n:?}: {}", self.json);
-            }
-            msg
-        }
-    }
-
-    /// Runs `plugin` inside the node's netns with the CNI environment.
-    pub fn call(node: &Node, plugin: &str, cmd: &str, conf: &Value, cid: &str, netns: Option<&Path>, ifname: &str) -> Out {
-        let path = format!("{}:/usr/lib/cni", bin_dir().display());
-        let prog = if plugin.starts_with('/') { PathBuf::from(plugin) } else { bin_dir().join(plugin) };
-        let mut c = node.cmd(&prog);
-        c.env("CNI_COMMAND", cmd).env("CNI_CONTAINERID", cid).env("CNI_IFNAME", ifname).env("CNI_PATH", path);
-        if let Some(n) = netns {
-            c.env("CNI_NETNS", n);
-        }
-        let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
-        let o = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-        let json = if stdout.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{plugin} {cmd}: bad JSON {stdout:?}: {e}"))
-        };
-        Out { code: o.status.code().unwrap_or(-1), json, stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
-    }
-
-    /// IPAM allocations left in a host-local/berth-ipam dataDir (files named by an address).
-    pub fn allocations(dir: &Path) -> Vec<String> {
-        Node::files_under(dir)
-            .into_iter()
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-            .collect()
-    }
-}
-use cni_util::*;
+mod cni_common;
+use cni_common::*;
 
 const IPAM: &str = "host-local";
 
@@ -317,5 +248,32 @@ fn bad_config_is_refused_before_anything_is_made() {
     c.as_object_mut().unwrap().remove("ipam");
     call(&node, "berth-bridge", "ADD", &c, "bad", Some(&p.path()), "eth0").err(7, &["ipam"]);
     assert!(p.link("eth0").is_none());
+    assert_clean(&node);
+}
+
+#[test]
+fn dual_stack_pods_talk_over_ipv4_and_ipv6() {
+    let Some(node) = Node::new() else { return };
+    let mut c = conf(&node, json!({"isDefaultGateway": true}));
+    c["ipam"]["ranges"] = json!([[{"subnet": "10.23.0.0/24"}], [{"subnet": "fd00:23::/64"}]]);
+    let (p1, p2) = (node.pod(), node.pod());
+    let r1 = add(&node, &c, "ds1", &p1);
+    let r2 = add(&node, &c, "ds2", &p2);
+    let v6 = |r: &Value| {
+        r["ips"].as_array().unwrap().iter().map(|i| i["address"].as_str().unwrap().to_string()).find(|a| a.contains(':')).unwrap()
+    };
+    let (a1, a2) = (v6(&r1), v6(&r2));
+    assert!(p1.addrs("eth0").contains(&a1), "{:?}", p1.addrs("eth0"));
+    // DAD is off on the pod side (the address is the pod's alone), so it is usable at once.
+    assert_eq!(p1.sh_ok("cat /proc/sys/net/ipv6/conf/eth0/accept_dad").trim(), "0");
+    let routes = p1.routes();
+    assert!(routes.iter().any(|r| r["dst"] == "default" && r["gateway"] == "fd00:23::1"), "{routes:?}");
+    assert!(node.addrs("br-berth").contains(&"fd00:23::1/64".to_string()), "{:?}", node.addrs("br-berth"));
+    let ip2 = a2.split('/').next().unwrap();
+    // The bridge's own v6 address may still be in DAD; pod to pod needs none of it.
+    assert!(berth_tests::poll(std::time::Duration::from_secs(5), || p1.ping(ip2)), "pod1 -> pod2 over IPv6");
+    assert!(p2.ping(&ip_of(&r1)), "pod2 -> pod1 over IPv4");
+    del(&node, &c, "ds1", Some(&p1.path()));
+    del(&node, &c, "ds2", Some(&p2.path()));
     assert_clean(&node);
 }
