@@ -206,7 +206,10 @@ impl Plugin for Bridge {
         if c.ip_masq {
             masq_del(&conf.name, &env.container_id, &env.ifname)?;
         }
-        macspoof_del(&tag(&conf.name, &env.container_id, &env.ifname))?;
+        // DEL gets the config ADD got, so rules exist only where it asks for them.
+        if c.macspoofchk {
+            macspoof_del(&tag(&conf.name, &env.container_id, &env.ifname))?;
+        }
         Ok(())
     }
 
@@ -290,8 +293,10 @@ impl Plugin for Bridge {
         if c.ip_masq {
             masq_gc(&conf.name, valid)?;
         }
-        let keep: Vec<String> = valid.iter().map(|a| tag(&conf.name, &a.container_id, &a.ifname)).collect();
-        macspoof_gc(&conf.name, &keep)?;
+        if c.macspoofchk {
+            let keep: Vec<String> = valid.iter().map(|a| tag(&conf.name, &a.container_id, &a.ifname)).collect();
+            macspoof_gc(&conf.name, &keep)?;
+        }
         Ok(())
     }
 }
