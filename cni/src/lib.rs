@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod invoke;
+pub mod ipam;
 pub mod netlink;
 pub mod netns;
 pub mod skel;
