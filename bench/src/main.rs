@@ -26,6 +26,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use berth_bench::{config, median, p90, ratio};
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -103,7 +105,9 @@ fn parse_opts() -> Opts {
             "--rootfs" => o.rootfs = PathBuf::from(val()),
             "--cgroup-parent" => o.cgroup_parent = val(),
             "--no-run" => o.run = false,
-            "--seccomp" => o.seccomp = Some(fs::read_to_string(val()).expect("read --seccomp file")),
+            "--seccomp" => {
+                o.seccomp = Some(fs::read_to_string(val()).expect("read --seccomp file"))
+            }
             "--memory-limit" => o.memory_limit = Some(val().parse().unwrap_or_else(|_| usage())),
             s if s.contains('=') && !s.starts_with('-') => {
                 let (n, p) = s.split_once('=').unwrap();
@@ -119,56 +123,6 @@ fn parse_opts() -> Opts {
         usage();
     }
     o
-}
-
-/// `runc spec`'s defaults (namespaces pid, network, ipc, uts, mount; its
-/// mounts, masked and read-only paths, capabilities, rlimit, no new
-/// privileges), with no terminal, `/bin/true`, the shared read-only rootfs,
-/// a cgroupsPath of its own per runtime, and no `linux.resources`.
-fn config(rootfs: &Path, cgroups_path: &str, opts: &Opts) -> String {
-    let mut extra = String::new();
-    if let Some(s) = &opts.seccomp {
-        extra.push_str(&format!(",\n    \"seccomp\": {}", s.trim()));
-    }
-    if let Some(m) = opts.memory_limit {
-        extra.push_str(&format!(",\n    \"resources\": {{\"memory\": {{\"limit\": {m}}}}}"));
-    }
-    let caps = r#"["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]"#;
-    format!(
-        r#"{{
-  "ociVersion": "1.0.2",
-  "process": {{
-    "terminal": false,
-    "user": {{"uid": 0, "gid": 0}},
-    "args": ["/bin/true"],
-    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-    "cwd": "/",
-    "capabilities": {{"bounding": {caps}, "effective": {caps}, "permitted": {caps}, "ambient": {caps}}},
-    "rlimits": [{{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}}],
-    "noNewPrivileges": true
-  }},
-  "root": {{"path": "{rootfs}", "readonly": true}},
-  "hostname": "bench",
-  "mounts": [
-    {{"destination": "/proc", "type": "proc", "source": "proc"}},
-    {{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}},
-    {{"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}},
-    {{"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}},
-    {{"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}},
-    {{"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}},
-    {{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}}
-  ],
-  "linux": {{
-    "cgroupsPath": "{cgroups_path}",
-    "namespaces": [{{"type": "pid"}}, {{"type": "network"}}, {{"type": "ipc"}}, {{"type": "uts"}}, {{"type": "mount"}}],
-    "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-                    "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-    "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]{extra}
-  }}
-}}
-"#,
-        rootfs = rootfs.display()
-    )
 }
 
 /// Result of one runtime command.
@@ -273,14 +227,18 @@ fn wait_exit(pid: i32, timeout: Duration) -> Result<Option<i32>, String> {
         };
         let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now()).as_millis() as i32;
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis() as i32;
             let r = unsafe { libc::poll(&mut p, 1, left) };
             if r > 0 {
                 break;
             }
             if r == 0 {
                 unsafe { libc::close(fd) };
-                return Err(format!("container process {pid} still running after {timeout:?}"));
+                return Err(format!(
+                    "container process {pid} still running after {timeout:?}"
+                ));
             }
             if errno() != libc::EINTR {
                 unsafe { libc::close(fd) };
@@ -289,7 +247,10 @@ fn wait_exit(pid: i32, timeout: Duration) -> Result<Option<i32>, String> {
         }
         unsafe { libc::close(fd) };
     } else if errno() != libc::ESRCH {
-        return Err(format!("pidfd_open {pid}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "pidfd_open {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let mut st = 0;
     let r = unsafe { libc::waitpid(pid, &mut st, 0) };
@@ -324,7 +285,10 @@ fn lifecycle(rt: &Rt, id: &str, scratch: &Path) -> Life {
     if create.code != 0 {
         step_failed(rt, "create", &create, &err, id, None);
     }
-    let pid: i32 = match fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()) {
+    let pid: i32 = match fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
         Some(p) => p,
         None => {
             force_delete(rt, id, None);
@@ -364,7 +328,11 @@ fn lifecycle(rt: &Rt, id: &str, scratch: &Path) -> Life {
 
 fn run_once(rt: &Rt, id: &str, scratch: &Path) -> (f64, f64) {
     let err = scratch.join(format!("{}.err", rt.name));
-    let e = exec(rt, &["run", "--bundle", rt.bundle.to_str().unwrap(), id], &err);
+    let e = exec(
+        rt,
+        &["run", "--bundle", rt.bundle.to_str().unwrap(), id],
+        &err,
+    );
     if e.code != 0 {
         step_failed(rt, "run", &e, &err, id, None);
     }
@@ -376,46 +344,17 @@ fn run_once(rt: &Rt, id: &str, scratch: &Path) -> (f64, f64) {
     (e.ms, e.maxrss_kib)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    // nearest rank
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = s.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn p90(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    percentile(&s, 90.0)
-}
-
-fn ratio(a: f64, b: Option<f64>) -> String {
-    match b {
-        Some(b) if b > 0.0 && a.is_finite() => format!("{:.2}x", a / b),
-        _ => "-".into(),
-    }
-}
-
 fn report(rts: &[Rt], opts: &Opts, done: usize) {
     let find = |n: &str| rts.iter().position(|r| r.name == n);
     let (crun, runc) = (find("crun"), find("runc"));
-    let totals: Vec<Vec<f64>> = rts.iter().map(|r| r.life.iter().map(|l| l.total()).collect()).collect();
-    let rss: Vec<Vec<f64>> = rts.iter().map(|r| r.life.iter().map(|l| l.rss).collect()).collect();
+    let totals: Vec<Vec<f64>> = rts
+        .iter()
+        .map(|r| r.life.iter().map(|l| l.total()).collect())
+        .collect();
+    let rss: Vec<Vec<f64>> = rts
+        .iter()
+        .map(|r| r.life.iter().map(|l| l.rss).collect())
+        .collect();
     let med_total: Vec<f64> = totals.iter().map(|t| median(t)).collect();
     let med_rss: Vec<f64> = rss.iter().map(|t| median(t)).collect();
     let med_run: Vec<f64> = rts.iter().map(|r| median(&r.run)).collect();
@@ -449,7 +388,9 @@ fn report(rts: &[Rt], opts: &Opts, done: usize) {
 
     if opts.run {
         println!();
-        println!("run: `<runtime> run` in the foreground, /bin/true, exit and delete inside the runtime");
+        println!(
+            "run: `<runtime> run` in the foreground, /bin/true, exit and delete inside the runtime"
+        );
         println!(
             "  {:<8} {:>9} {:>9}   {:>8} {:>8}",
             "runtime", "median", "p90", "vs crun", "vs runc"
@@ -502,7 +443,10 @@ fn main() {
     let opts = parse_opts();
     unsafe {
         if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
-            fatal(&format!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error()));
+            fatal(&format!(
+                "PR_SET_CHILD_SUBREAPER: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = on_signal as *const () as usize;
@@ -518,7 +462,13 @@ fn main() {
         let (root, bundle) = (base.join("root"), base.join("bundle"));
         fs::create_dir_all(&root).unwrap();
         fs::create_dir_all(&bundle).unwrap();
-        let cfg = config(&opts.rootfs, &format!("{}/{name}", opts.cgroup_parent), &opts);
+        let cfg = config(
+            &opts.rootfs,
+            &format!("{}/{name}", opts.cgroup_parent),
+            &["/bin/true"],
+            opts.seccomp.as_deref(),
+            opts.memory_limit,
+        );
         File::create(bundle.join("config.json"))
             .unwrap()
             .write_all(cfg.as_bytes())
@@ -529,7 +479,12 @@ fn main() {
             .stderr(Stdio::null())
             .output()
             .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(|s| s.to_string()))
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(|s| s.to_string())
+            })
             .unwrap_or_default();
         rts.push(Rt {
             name: name.clone(),
