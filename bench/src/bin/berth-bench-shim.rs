@@ -237,6 +237,25 @@ fn wait_gone(pid: i32, timeout: Duration) -> Result<(), String> {
     Ok(())
 }
 
+/// Waits until this process has no children left (reaping them): used for a
+/// monitor whose pid was not learnt, at a point where it is the only child.
+fn wait_no_children(timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut st = 0;
+    loop {
+        let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+        if r < 0 && errno() == libc::ECHILD {
+            return Ok(());
+        }
+        if r == 0 {
+            if Instant::now() >= deadline {
+                return Err(format!("a child still running after {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
 /// An inotify watch on a directory, made before the file is expected so no
 /// creation is missed.
 struct DirWatch {
@@ -485,8 +504,13 @@ impl Bench {
                         ));
                     }
                 }
-                let monitor_pid = read_pid(&mon.pid_file(id))
-                    .ok_or(format!("berth-shim for {id}: no pid file"))?;
+                // A quick container's shim may be done already: it removes its
+                // pid file after the exit file; 0 = already exiting.
+                let monitor_pid = match read_pid(&mon.pid_file(id)) {
+                    Some(p) => p,
+                    None if mon.exit_file(id).exists() => 0,
+                    None => return Err(format!("berth-shim for {id}: no pid file")),
+                };
                 self.live.push(Live {
                     mon: m,
                     id: id.to_string(),
@@ -626,7 +650,11 @@ impl Bench {
             None => DirWatch::new(&self.mons[m].exits)
                 .and_then(|w| w.wait_for(&exit_file, Duration::from_secs(30))),
         };
-        let gone = wait_gone(l.monitor_pid, Duration::from_secs(30));
+        let gone = if l.monitor_pid > 0 {
+            wait_gone(l.monitor_pid, Duration::from_secs(30))
+        } else {
+            wait_no_children(Duration::from_secs(30))
+        };
         let (code, out) = self.rt(m, &["delete", "--force", &l.id]);
         reap_strays();
         let _ = fs::remove_dir_all(self.mons[m].bundles.join(&l.id));
