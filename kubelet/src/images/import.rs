@@ -1,0 +1,1 @@
+//! Import without a registry (added next).
