@@ -168,7 +168,7 @@ fn host_nft_tables() -> BTreeSet<String> {
 pub struct Node {
     ns: Netns,
     prefix: String,
-    pods: std::cell::RefCell<Vec<Netns>>,
+    pods: std::sync::Mutex<Vec<Netns>>,
     tmp: PathBuf,
     host_links: BTreeSet<String>,
     host_tables: BTreeSet<String>,
@@ -192,9 +192,10 @@ impl Node {
 
     /// A fresh pod netns (`lo` up), deleted with the node.
     pub fn pod(&self) -> Netns {
-        let n = self.pods.borrow().len() + 1;
-        let p = Netns::create(format!("{}-p{n}", self.prefix));
-        self.pods.borrow_mut().push(p.clone());
+        // Numbered under the lock so pods made from several threads get distinct names.
+        let mut pods = self.pods.lock().unwrap();
+        let p = Netns::create(format!("{}-p{}", self.prefix, pods.len() + 1));
+        pods.push(p.clone());
         p
     }
 
@@ -251,7 +252,7 @@ impl Drop for Node {
         // Links of the test's namespaces, to check none of them shows up in the host's.
         let mut ours: BTreeSet<String> = self.ns.links_of("veth").into_iter().collect();
         ours.extend(self.ns.links_of("bridge"));
-        for p in self.pods.borrow().iter() {
+        for p in self.pods.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             if p.path().exists() {
                 ours.extend(p.links_of("veth"));
             }

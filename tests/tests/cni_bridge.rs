@@ -277,3 +277,36 @@ fn dual_stack_pods_talk_over_ipv4_and_ipv6() {
     del(&node, &c, "ds2", Some(&p2.path()));
     assert_clean(&node);
 }
+
+#[test]
+fn parallel_adds_share_one_bridge_and_get_unique_addresses() {
+    let Some(node) = Node::new() else { return };
+    let c = conf(&node, json!({"isGateway": true}));
+    let pods: Vec<Netns> = (0..16).map(|_| node.pod()).collect();
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let hs: Vec<_> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (node, c) = (&node, &c);
+                s.spawn(move || call(node, "berth-bridge", "ADD", c, &format!("par{i}"), Some(&p.path()), "eth0").ok())
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ips: Vec<String> = results.iter().map(ip_of).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), pods.len(), "unique addresses: {ips:?}");
+    assert_eq!(node.links_of("veth").len(), pods.len());
+    assert_eq!(node.links_of("bridge"), vec!["br-berth".to_string()]);
+    assert_eq!(node.addrs("br-berth"), vec!["10.22.0.1/24".to_string()]);
+    assert!(pods[0].ping(&ips[ips.len() - 1]) || pods[0].ping(&ips[0]), "pods talk");
+    std::thread::scope(|s| {
+        for (i, p) in pods.iter().enumerate() {
+            let (node, c) = (&node, &c);
+            s.spawn(move || del(node, c, &format!("par{i}"), Some(&p.path())));
+        }
+    });
+    assert_clean(&node);
+}
