@@ -46,6 +46,33 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// After the stream ends, yields up to one block of padding plus the two
+/// end-of-archive blocks as zeros. Go's archive/tar accepts tars that stop
+/// right after the last entry's data (umoci writes such layers), so every
+/// engine does; the zeros are not hashed, so the diff_id still covers only
+/// the real bytes and a layer truncated in transit fails its diff_id check.
+struct ZeroTail<R> {
+    inner: R,
+    tail: usize,
+    ended: bool,
+}
+
+impl<R: Read> Read for ZeroTail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.ended {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.ended = true;
+        }
+        let n = buf.len().min(self.tail);
+        buf[..n].fill(0);
+        self.tail -= n;
+        Ok(n)
+    }
+}
+
 /// Opens a decompressing reader over a layer blob.
 pub fn decompressed(blob: &Path, compression: Compression) -> Result<Box<dyn Read>> {
     let f = File::open(blob).map_err(|e| Error::io("open", blob, e))?;
@@ -70,7 +97,7 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path, digest: &str) -> Result<Strin
     let read_err = |e: io::Error| Error::Unpack { digest: digest.to_string(), path: String::new(), source: e };
     let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
     {
-        let mut ar = tar::Archive::new(&mut hr);
+        let mut ar = tar::Archive::new(ZeroTail { inner: &mut hr, tail: 3 * 512, ended: false });
         let entries = ar.entries().map_err(read_err)?;
         for entry in entries {
             let mut entry = entry.map_err(read_err)?;
@@ -142,15 +169,20 @@ fn is_root() -> bool {
 }
 
 /// Splits an entry name into normal components, refusing escapes.
+/// A name that is only "/" (umoci writes one for the layer root) means the root.
 fn components(name: &Path) -> std::result::Result<Vec<&std::ffi::OsStr>, &'static str> {
     let mut out = Vec::new();
+    let mut absolute = false;
     for c in name.components() {
         match c {
             Component::Normal(n) => out.push(n),
             Component::CurDir => {}
             Component::ParentDir => return Err("'..' component escapes the layer"),
-            Component::RootDir | Component::Prefix(_) => return Err("absolute path"),
+            Component::RootDir | Component::Prefix(_) => absolute = true,
         }
+    }
+    if absolute && !out.is_empty() {
+        return Err("absolute path");
     }
     Ok(out)
 }
@@ -547,6 +579,9 @@ pub(crate) mod tests {
         // A hard link to something outside the layer.
         let tar = LayerBuilder::new().hardlink("h", "../../etc/passwd").build();
         assert!(unpack(&tar).1.unwrap_err().to_string().contains("'..'"));
+        // "/" alone is the layer root (umoci writes it), not an escape.
+        let tar = LayerBuilder::new().raw_name("/", "").build();
+        unpack(&tar).1.unwrap();
     }
 
     #[test]
@@ -557,6 +592,16 @@ pub(crate) mod tests {
         assert_eq!(std::fs::read_to_string(d.path().join("f")).unwrap(), "two");
         assert!(d.path().join("d/x").exists());
         assert_eq!(std::fs::metadata(d.path().join("d")).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_tar_without_final_padding_and_end_blocks_unpacks() {
+        // As umoci writes them: the stream stops right after the last file's data.
+        let full = LayerBuilder::new().file("a", "one").file("b", "xy").build();
+        let cut = &full[..512 * 3 + 2];
+        let (d, r) = unpack(cut);
+        assert_eq!(r.unwrap(), crate::images::sha256_digest(cut));
+        assert_eq!(std::fs::read_to_string(d.path().join("b")).unwrap(), "xy");
     }
 
     #[test]
