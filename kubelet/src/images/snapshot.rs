@@ -270,10 +270,19 @@ mod tests {
         Snapshot::unmount(&target).unwrap();
         assert_eq!(merged, (vec!["kept".to_string()], vec!["new".to_string()]));
         assert!(s.upperdir.join("written").exists());
-        // The same via the mount(2) fallbacks: force them with a long option string is not
-        // possible here, so check the classic path by mounting with the data string directly.
+        // The mount(2) fallbacks (kernels before 6.8), called directly.
         crate::images::fsutil::mount("overlay", &target, "overlay", 0, &s.options).unwrap();
         assert!(target.join("written").exists() && !target.join("a/gone").exists());
+        Snapshot::unmount(&target).unwrap();
+        // The relative-name fallback: a thread of its own cwd; the process's stays put.
+        let cwd = std::env::current_dir().unwrap();
+        let rel: Vec<_> = s.lowerdirs.iter().map(|l| l.file_name().unwrap().to_str().unwrap().to_string()).collect();
+        let data = format!("lowerdir={},upperdir={},workdir={}", rel.join(":"), s.upperdir.display(), s.workdir.display());
+        let parent = s.lowerdirs[0].parent().unwrap().to_path_buf();
+        std::thread::scope(|sc| sc.spawn(|| crate::images::fsutil::mount_from_dir(&parent, "overlay", &target, "overlay", &data)).join().unwrap())
+            .unwrap();
+        assert_eq!(std::env::current_dir().unwrap(), cwd);
+        assert!(target.join("written").exists() && target.join("a/kept").exists());
         Snapshot::unmount(&target).unwrap();
 
         assert!(store.remove_snapshot(&snaps, "c1").unwrap());

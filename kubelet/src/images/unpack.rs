@@ -94,7 +94,7 @@ pub fn unpack_layer(blob: &Path, compression: Compression, dest: &Path, digest: 
 /// Unpacks an uncompressed tar stream into `dest`; returns its diff_id.
 pub fn unpack_tar<R: Read>(reader: R, dest: &Path, digest: &str) -> Result<String> {
     let mut hr = Hashing { inner: reader, hasher: Sha256::new() };
-    let read_err = |e: io::Error| Error::Unpack { digest: digest.to_string(), path: String::new(), source: e };
+    let read_err = |e: io::Error| Error::Unpack { digest: digest.to_string(), path: "(reading the tar stream)".into(), source: e };
     let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
     {
         let mut ar = tar::Archive::new(ZeroTail { inner: &mut hr, tail: 3 * 512, ended: false });
