@@ -1,5 +1,5 @@
 //! berth-bridge: the whole node in a fresh netns, pods as further netns (no uplink).
-//! Addressing by the reference host-local (`/usr/lib/cni`).
+//! Addressing by berth-ipam (with the reference host-local: cni_interop.rs).
 
 use std::path::Path;
 
@@ -9,11 +9,11 @@ use berth_tests::{json, Value};
 mod cni_common;
 use cni_common::*;
 
-const IPAM: &str = "host-local";
+const IPAM: &str = "berth-ipam";
 
 fn conf(node: &Node, extra: Value) -> Value {
     let mut c = json!({
-        "cniVersion": "1.0.0",
+        "cniVersion": "1.1.0",
         "name": "testnet",
         "type": "berth-bridge",
         "bridge": "br-berth",
@@ -77,7 +77,7 @@ fn two_pods_get_addresses_routes_mtu_mac_hairpin_and_talk() {
     let r2 = add(&node, &c, "pod2", &p2);
 
     // The result: bridge, host veth, pod interface in its sandbox; ips on interface 2.
-    assert_eq!(r1["cniVersion"], "1.0.0");
+    assert_eq!(r1["cniVersion"], "1.1.0");
     let ifs = r1["interfaces"].as_array().unwrap();
     assert_eq!(ifs.len(), 3, "{r1}");
     assert_eq!(ifs[0]["name"], "br-berth");
@@ -308,5 +308,29 @@ fn parallel_adds_share_one_bridge_and_get_unique_addresses() {
             s.spawn(move || del(node, c, &format!("par{i}"), Some(&p.path())));
         }
     });
+    assert_clean(&node);
+}
+
+#[test]
+fn gc_releases_stale_attachments_and_status_answers() {
+    let Some(node) = Node::new() else { return };
+    let c = conf(&node, json!({"isGateway": true, "macspoofchk": true}));
+    let (p1, p2) = (node.pod(), node.pod());
+    let r1 = add(&node, &c, "keep", &p1);
+    add(&node, &c, "stale", &p2);
+    assert_eq!(allocations(&node.tmp().join("ipam")).len(), 2);
+    call(&node, "berth-bridge", "STATUS", &c, "", None, "").ok();
+
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
+    call(&node, "berth-bridge", "GC", &gc, "", None, "").ok();
+    assert_eq!(allocations(&node.tmp().join("ipam")), vec![ip_of(&r1)], "only the valid attachment keeps its address");
+    let rules = node.nft_ruleset();
+    assert!(rules.contains("berth:testnet:keep:eth0") && !rules.contains("berth:testnet:stale:eth0"), "{rules}");
+
+    // GC is for the plugin's own state: the stale pod's link is the runtime's to DEL.
+    del(&node, &c, "stale", Some(&p2.path()));
+    del(&node, &c, "keep", Some(&p1.path()));
+    assert!(!node.nft_ruleset().contains("berth-cni-mac"));
     assert_clean(&node);
 }
