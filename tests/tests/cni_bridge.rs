@@ -334,3 +334,18 @@ fn gc_releases_stale_attachments_and_status_answers() {
     assert!(!node.nft_ruleset().contains("berth-cni-mac"));
     assert_clean(&node);
 }
+
+#[test]
+fn a_failure_late_in_add_undoes_everything() {
+    let Some(node) = Node::new() else { return };
+    // The veth, addresses and bridge exist by the time the route is refused (its
+    // gateway is not on any link of the pod): ADD must take all of it back.
+    let mut c = conf(&node, json!({"isGateway": true}));
+    c["ipam"]["routes"] = json!([{"dst": "10.40.0.0/16", "gw": "192.168.77.1"}]);
+    let p = node.pod();
+    let o = call(&node, "berth-bridge", "ADD", &c, "late", Some(&p.path()), "eth0");
+    o.err(999, &["10.40.0.0/16", "192.168.77.1"]);
+    assert!(p.link("eth0").is_none(), "pod interface left behind");
+    assert!(node.link("br-berth").is_none(), "bridge made by the failed ADD left behind");
+    assert_clean(&node);
+}
