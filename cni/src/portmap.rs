@@ -426,3 +426,67 @@ mod tests {
         assert_eq!(route_iface("Iface\n", "10.0.0.1".parse().unwrap()), None);
     }
 }
+
+/// What ADD, CHECK, DEL and GC of one attachment work on.
+#[derive(Debug, Clone)]
+pub struct Attachment<'a> {
+    pub network: &'a str,
+    pub container_id: &'a str,
+    pub ifname: &'a str,
+}
+
+impl Attachment<'_> {
+    fn tag(&self) -> nat::Tag {
+        nat::Tag::new(self.network, self.container_id, self.ifname)
+    }
+}
+
+/// ADD: maps `mappings` to `pod` (one nft transaction), after enabling route_localnet where
+/// localhost traffic is mapped.
+pub fn add(at: &Attachment, mappings: &[PortMapping], pod: &PodAddrs, opts: &Options) -> Result<(), spec::Error> {
+    let rules = rules(mappings, pod, opts);
+    if rules.is_empty() {
+        return Ok(());
+    }
+    if needs_route_localnet(mappings, pod, opts) {
+        if let Some(v4) = pod.v4 {
+            let IpAddr::V4(ip) = v4.addr() else { unreachable!("v4 holds IPv4") };
+            enable_route_localnet(ip)?;
+        }
+    }
+    nat::Nft::locate()?.add_rules(&at.tag(), &rules)?;
+    Ok(())
+}
+
+/// CHECK: every rule ADD would add is present.
+pub fn check(at: &Attachment, mappings: &[PortMapping], pod: &PodAddrs, opts: &Options) -> Result<(), spec::Error> {
+    let tag = at.tag();
+    let missing = nat::Nft::locate()?.missing_rules(&tag, &rules(mappings, pod, opts))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let chains: Vec<&str> = missing.iter().map(|r| r.chain.name()).collect();
+    Err(spec::Error::new(
+        nat::CODE_CHECK,
+        format!(
+            "portmap: {} rule(s) tagged {tag} missing from table {} {} (chains {})",
+            missing.len(),
+            nat::FAMILY,
+            nat::TABLE,
+            chains.join(", ")
+        ),
+    ))
+}
+
+/// DEL: removes the attachment's rules; succeeds when there are none.
+pub fn del(at: &Attachment) -> Result<(), spec::Error> {
+    let tag = at.tag();
+    nat::Nft::locate()?.delete_rules(&Chain::PORTMAP, |t| *t == tag)?;
+    Ok(())
+}
+
+/// GC: removes the rules of `network`'s attachments that are not in `valid`.
+pub fn gc(network: &str, valid: &[spec::Attachment]) -> Result<(), spec::Error> {
+    nat::Nft::locate()?.delete_rules(&Chain::PORTMAP, |t| nat::is_stale(t, network, valid))?;
+    Ok(())
+}
