@@ -1,0 +1,381 @@
+//! berth-portmap: host ports mapped to pods by nftables DNAT, with hairpin and localhost SNAT.
+//!
+//! Each test runs its whole node in a fresh netns (no uplink), pods as further netns wired by
+//! a bridge + IPAM plugin, servers in the pods (`traffic::Server`), and clients in the node
+//! and in other pods. Only addresses inside these namespaces are ever contacted.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use berth_tests::netns::{Netns, Node};
+use berth_tests::traffic::{tcp_ask, udp_ask, Server};
+use berth_tests::{json, Value};
+
+const NET: &str = "pmnet";
+const BRIDGE: &str = "cni-pm0";
+const GW4: &str = "10.99.0.1";
+const GW6: &str = "fd99::1";
+
+fn bin_dir() -> PathBuf {
+    std::env::var_os("BERTH_BIN_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| berth_tests::repo_root().join("target/bin"))
+}
+
+fn portmap() -> PathBuf {
+    bin_dir().join("berth-portmap")
+}
+
+/// The plugins wiring pods to the node: the reference bridge + host-local.
+fn bridge() -> PathBuf {
+    PathBuf::from("/usr/lib/cni/bridge")
+}
+
+/// Root, berth-portmap built, reference plugins and nft installed; else SKIP.
+fn node() -> Option<Node> {
+    let node = Node::new()?;
+    for p in [portmap(), bridge(), PathBuf::from("/usr/lib/cni/host-local"), PathBuf::from("/usr/sbin/nft")] {
+        if !p.is_file() {
+            println!("SKIP: {} is missing (scripts/build; Debian containernetworking-plugins, nftables)", p.display());
+            return None;
+        }
+    }
+    // No IPv6 duplicate address detection: addresses are usable at once.
+    node.sh_ok("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
+    Some(node)
+}
+
+/// Runs a CNI plugin inside the node's netns. `Ok(stdout JSON)` (Null when empty) on exit 0,
+/// `Err(error JSON)` otherwise.
+fn cni(node: &Netns, plugin: &Path, env: &[(&str, &str)], conf: &Value) -> Result<Value, Value> {
+    use std::io::Write;
+    let path = format!("{}:/usr/lib/cni", bin_dir().display());
+    let mut cmd = node.cmd(plugin);
+    cmd.env_clear().env("CNI_PATH", path).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", plugin.display()));
+    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let parsed: Value = if stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("{} {env:?}: stdout is not JSON ({e}): {stdout}\nstderr: {}", plugin.display(), String::from_utf8_lossy(&out.stderr))
+        })
+    };
+    if out.status.success() {
+        Ok(parsed)
+    } else {
+        Err(parsed)
+    }
+}
+
+/// Env of an attachment-scoped command.
+fn att<'a>(command: &'a str, cid: &'a str, netns: &'a Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("CNI_COMMAND", command.to_string()),
+        ("CNI_CONTAINERID", cid.to_string()),
+        ("CNI_NETNS", netns.display().to_string()),
+        ("CNI_IFNAME", "eth0".to_string()),
+    ]
+}
+
+fn call(node: &Netns, plugin: &Path, env: &[(&'static str, String)], conf: &Value) -> Result<Value, Value> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    cni(node, plugin, &env, conf)
+}
+
+fn bridge_conf(node: &Node, v6: bool) -> Value {
+    let mut ranges = vec![json!([{"subnet": "10.99.0.0/24", "gateway": GW4}])];
+    if v6 {
+        ranges.push(json!([{"subnet": "fd99::/64", "gateway": GW6}]));
+    }
+    json!({
+        "cniVersion": "1.0.0", "name": NET, "type": "bridge", "bridge": BRIDGE,
+        "isGateway": true, "hairpinMode": true,
+        "ipam": {"type": "host-local", "dataDir": node.tmp().join("ipam"), "ranges": ranges},
+    })
+}
+
+fn portmap_conf(prev: Option<&Value>, mappings: Value) -> Value {
+    let mut c = json!({
+        "cniVersion": "1.0.0", "name": NET, "type": "berth-portmap",
+        "capabilities": {"portMappings": true},
+        "runtimeConfig": {"portMappings": mappings},
+    });
+    if let Some(p) = prev {
+        c["prevResult"] = p.clone();
+    }
+    c
+}
+
+/// Wires `pod` to the node's bridge; returns the bridge plugin's result.
+fn attach(node: &Node, pod: &Netns, cid: &str, v6: bool) -> Value {
+    call(node, &bridge(), &att("ADD", cid, &pod.path()), &bridge_conf(node, v6))
+        .unwrap_or_else(|e| panic!("bridge ADD {cid}: {e}"))
+}
+
+fn detach(node: &Node, pod: &Netns, cid: &str, v6: bool) {
+    call(node, &bridge(), &att("DEL", cid, &pod.path()), &bridge_conf(node, v6)).unwrap_or_else(|e| panic!("bridge DEL {cid}: {e}"));
+}
+
+/// The pod address of a result in the given family (`"10.99.0.2"`).
+fn pod_ip(result: &Value, v6: bool) -> String {
+    result["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|ip| ip["address"].as_str())
+        .map(|a| a.split('/').next().unwrap().to_string())
+        .find(|a| a.contains(':') == v6)
+        .unwrap_or_else(|| panic!("no {} address in {result}", if v6 { "IPv6" } else { "IPv4" }))
+}
+
+/// Rules of table inet berth-cni in the node: chain -> (comment, handle) list.
+fn rules(node: &Netns) -> Vec<(String, String, u64)> {
+    let o = node.sh("nft -j list table inet berth-cni");
+    if !o.status.success() {
+        return vec![];
+    }
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .map(|r| (r["chain"].as_str().unwrap().to_string(), r["comment"].as_str().unwrap_or("").to_string(), r["handle"].as_u64().unwrap()))
+        .collect()
+}
+
+/// How many rules carry `tag`, per chain.
+fn tagged(node: &Netns, tag: &str) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for (chain, comment, _) in rules(node) {
+        if comment == tag {
+            *m.entry(chain).or_default() += 1;
+        }
+    }
+    m
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect()
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+#[test]
+fn tcp_and_udp_host_ports_reach_the_pod_from_node_localhost_and_pods() {
+    let Some(node) = node() else { return };
+    let (p1, p2) = (node.pod(), node.pod());
+    let r1 = attach(&node, &p1, "pm-c1", false);
+    let r2 = attach(&node, &p2, "pm-c2", false);
+    let (ip1, ip2) = (pod_ip(&r1, false), pod_ip(&r2, false));
+    let srv = Server::start(&p1.path(), "pod1", 80, 53);
+    let maps = json!([
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+        {"hostPort": 5353, "containerPort": 53, "protocol": "udp"},
+    ]);
+    // Nothing listens on the node itself.
+    assert!(tcp_ask(&node.path(), sa(&format!("{GW4}:8080"))).is_err());
+
+    let conf = portmap_conf(Some(&r1), maps.clone());
+    let out = call(&node, &portmap(), &att("ADD", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("portmap ADD: {e}"));
+    assert_eq!(out["ips"], r1["ips"], "ADD passes prevResult through: {out}");
+    assert_eq!(out["interfaces"], r1["interfaces"]);
+    assert_eq!(out["cniVersion"], "1.0.0");
+    let tag = "berth:pmnet:pm-c1:eth0";
+    // per mapping: prerouting + output DNAT, hairpin + localhost SNAT
+    assert_eq!(tagged(&node, tag), counts(&[("hostport-dnat", 2), ("hostport-output", 2), ("hostport-snat", 4)]));
+    assert_eq!(node.sh_ok(&format!("cat /proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet")).trim(), "1");
+
+    // The pod sees the node's bridge address as the source of every mapped connection
+    // (localhost and hairpin traffic are masqueraded; the node's own traffic leaves from it).
+    let from_node = format!("pod1 {GW4}\n");
+    for (who, ns) in [("node", node.path()), ("other pod", p2.path()), ("the pod itself", p1.path())] {
+        assert_eq!(tcp_ask(&ns, sa(&format!("{GW4}:8080"))).unwrap_or_else(|e| panic!("tcp from {who}: {e}")), from_node, "tcp from {who}");
+        assert_eq!(udp_ask(&ns, sa(&format!("{GW4}:5353"))).unwrap_or_else(|e| panic!("udp from {who}: {e}")), from_node, "udp from {who}");
+    }
+    assert_eq!(tcp_ask(&node.path(), sa("127.0.0.1:8080")).expect("tcp via 127.0.0.1"), from_node);
+    assert_eq!(udp_ask(&node.path(), sa("127.0.0.1:5353")).expect("udp via 127.0.0.1"), from_node);
+    // The pod's own address is reached directly, unmapped.
+    assert_eq!(tcp_ask(&p2.path(), sa(&format!("{ip1}:80"))).unwrap(), format!("pod1 {ip2}\n"));
+
+    // CHECK passes, and fails once a rule is gone.
+    call(&node, &portmap(), &att("CHECK", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("CHECK: {e}"));
+    let (chain, _, handle) = rules(&node).into_iter().find(|(c, t, _)| c == "hostport-snat" && t == tag).unwrap();
+    node.sh_ok(&format!("nft delete rule inet berth-cni {chain} handle {handle}"));
+    let err = call(&node, &portmap(), &att("CHECK", "pm-c1", &p1.path()), &conf).expect_err("CHECK with a rule missing");
+    assert!(err["msg"].as_str().unwrap().contains("missing"), "{err}");
+
+    // DEL removes exactly its rules; twice is fine, and so is DEL without prevResult.
+    call(&node, &portmap(), &att("DEL", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("DEL: {e}"));
+    assert_eq!(tagged(&node, tag), BTreeMap::new());
+    assert!(tcp_ask(&node.path(), sa(&format!("{GW4}:8080"))).is_err(), "hostPort still mapped after DEL");
+    call(&node, &portmap(), &att("DEL", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("second DEL: {e}"));
+    let bare = json!({"cniVersion": "1.0.0", "name": NET, "type": "berth-portmap"});
+    call(&node, &portmap(), &att("DEL", "pm-c1", &p1.path()), &bare).unwrap_or_else(|e| panic!("DEL without prevResult: {e}"));
+
+    drop(srv);
+    detach(&node, &p1, "pm-c1", false);
+    detach(&node, &p2, "pm-c2", false);
+    assert!(rules(&node).is_empty(), "rules left: {:?}", rules(&node));
+}
+
+#[test]
+fn host_ip_limits_the_mapping_and_ipv6_pods_are_mapped_too() {
+    let Some(node) = node() else { return };
+    let (p1, p2) = (node.pod(), node.pod());
+    let r1 = attach(&node, &p1, "pm6-c1", true);
+    attach(&node, &p2, "pm6-c2", true);
+    let srv = Server::start(&p1.path(), "pod1", 80, 53);
+    let maps = json!([
+        {"hostPort": 8081, "containerPort": 80, "protocol": "tcp", "hostIP": GW4},
+        {"hostPort": 8082, "containerPort": 80, "protocol": "tcp"},
+        {"hostPort": 5354, "containerPort": 53, "protocol": "udp", "hostIP": GW6},
+    ]);
+    let conf = portmap_conf(Some(&r1), maps);
+    call(&node, &portmap(), &att("ADD", "pm6-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("portmap ADD: {e}"));
+    let tag = "berth:pmnet:pm6-c1:eth0";
+    // 8081: v4 only (hostIP), 8082: v4 + v6, 5354: v6 only; SNAT: v4 hairpin + localhost, v6 hairpin
+    assert_eq!(tagged(&node, tag), counts(&[("hostport-dnat", 4), ("hostport-output", 4), ("hostport-snat", 7)]));
+
+    assert_eq!(tcp_ask(&node.path(), sa(&format!("{GW4}:8081"))).unwrap(), format!("pod1 {GW4}\n"));
+    assert!(tcp_ask(&node.path(), sa("127.0.0.1:8081")).is_err(), "hostIP mapping must not answer on 127.0.0.1");
+    assert_eq!(tcp_ask(&node.path(), sa("127.0.0.1:8082")).unwrap(), format!("pod1 {GW4}\n"));
+    let v6_from_node = format!("pod1 {GW6}\n");
+    assert_eq!(tcp_ask(&node.path(), sa(&format!("[{GW6}]:8082"))).unwrap(), v6_from_node);
+    assert_eq!(tcp_ask(&p2.path(), sa(&format!("[{GW6}]:8082"))).unwrap(), v6_from_node, "v6 hairpin from another pod");
+    assert_eq!(tcp_ask(&p1.path(), sa(&format!("[{GW6}]:8082"))).unwrap(), v6_from_node, "v6 hairpin to itself");
+    assert_eq!(udp_ask(&p2.path(), sa(&format!("[{GW6}]:5354"))).unwrap(), v6_from_node);
+    assert!(udp_ask(&node.path(), sa(&format!("{GW4}:5354"))).is_err(), "v6-only hostIP mapping must not answer on v4");
+    call(&node, &portmap(), &att("CHECK", "pm6-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("CHECK: {e}"));
+
+    call(&node, &portmap(), &att("DEL", "pm6-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("DEL: {e}"));
+    assert!(tcp_ask(&node.path(), sa(&format!("[{GW6}]:8082"))).is_err());
+    drop(srv);
+    detach(&node, &p1, "pm6-c1", true);
+    detach(&node, &p2, "pm6-c2", true);
+    assert!(rules(&node).is_empty(), "rules left: {:?}", rules(&node));
+}
+
+/// A prevResult for a pod at 10.98.0.<n> behind a dummy link of the node (rules only, no
+/// traffic: GC, concurrency and bad-input tests).
+fn fake_prev(n: u8) -> Value {
+    json!({
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "eth0", "sandbox": "/run/netns/none"}],
+        "ips": [{"address": format!("10.98.0.{n}/24"), "interface": 0}],
+    })
+}
+
+fn dummy_uplink(node: &Node) {
+    node.sh_ok("ip link add d0 type dummy && ip addr add 10.98.0.1/24 dev d0 && ip link set d0 up");
+}
+
+#[test]
+fn gc_removes_rules_of_attachments_no_longer_valid() {
+    let Some(node) = node() else { return };
+    dummy_uplink(&node);
+    let pod = node.pod();
+    let maps = json!([{"hostPort": 9000, "containerPort": 80}]);
+    for (i, cid) in ["gc-a", "gc-b"].into_iter().enumerate() {
+        let conf = portmap_conf(Some(&fake_prev(10 + i as u8)), maps.clone());
+        call(&node, &portmap(), &att("ADD", cid, &pod.path()), &conf).unwrap_or_else(|e| panic!("ADD {cid}: {e}"));
+    }
+    let mut other = portmap_conf(Some(&fake_prev(12)), maps.clone());
+    other["name"] = json!("othernet");
+    call(&node, &portmap(), &att("ADD", "gc-c", &pod.path()), &other).unwrap_or_else(|e| panic!("ADD gc-c: {e}"));
+    assert_eq!(rules(&node).len(), 3 * 4);
+
+    let gc = json!({
+        "cniVersion": "1.1.0", "name": NET, "type": "berth-portmap",
+        "cni.dev/valid-attachments": [{"containerID": "gc-a", "ifname": "eth0"}],
+    });
+    call(&node, &portmap(), &[("CNI_COMMAND", "GC".to_string())], &gc).unwrap_or_else(|e| panic!("GC: {e}"));
+    let four = counts(&[("hostport-dnat", 1), ("hostport-output", 1), ("hostport-snat", 2)]);
+    assert_eq!(tagged(&node, "berth:pmnet:gc-a:eth0"), four, "valid attachment kept");
+    assert_eq!(tagged(&node, "berth:pmnet:gc-b:eth0"), BTreeMap::new(), "stale attachment removed");
+    assert_eq!(tagged(&node, "berth:othernet:gc-c:eth0"), four, "other network untouched");
+    // GC again: nothing more to do.
+    call(&node, &portmap(), &[("CNI_COMMAND", "GC".to_string())], &gc).unwrap_or_else(|e| panic!("GC again: {e}"));
+    assert_eq!(rules(&node).len(), 2 * 4);
+
+    let empty_gc = json!({"cniVersion": "1.1.0", "name": "othernet", "type": "berth-portmap", "cni.dev/valid-attachments": []});
+    call(&node, &portmap(), &[("CNI_COMMAND", "GC".to_string())], &empty_gc).unwrap_or_else(|e| panic!("GC othernet: {e}"));
+    call(&node, &portmap(), &att("DEL", "gc-a", &pod.path()), &portmap_conf(None, json!([]))).unwrap();
+    assert!(rules(&node).is_empty(), "rules left: {:?}", rules(&node));
+}
+
+#[test]
+fn bad_input_is_a_spec_error_and_adds_nothing() {
+    let Some(node) = node() else { return };
+    dummy_uplink(&node);
+    let pod = node.pod();
+    let good = json!([{"hostPort": 9000, "containerPort": 80, "protocol": "tcp"}]);
+    let cases: Vec<(&str, Value, u64, &str)> = vec![
+        ("no prevResult", portmap_conf(None, good.clone()), 7, "prevResult"),
+        ("hostPort 0", portmap_conf(Some(&fake_prev(10)), json!([{"hostPort": 0, "containerPort": 80}])), 7, "hostPort"),
+        ("hostPort 65536", portmap_conf(Some(&fake_prev(10)), json!([{"hostPort": 65536, "containerPort": 80}])), 7, "hostPort"),
+        ("containerPort text", portmap_conf(Some(&fake_prev(10)), json!([{"hostPort": 80, "containerPort": "x"}])), 7, "containerPort"),
+        ("protocol icmp", portmap_conf(Some(&fake_prev(10)), json!([{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}])), 7, "protocol"),
+        ("bad hostIP", portmap_conf(Some(&fake_prev(10)), json!([{"hostPort": 80, "containerPort": 80, "hostIP": "1.2.3"}])), 7, "hostIP"),
+        ("iptables conditions", {
+            let mut c = portmap_conf(Some(&fake_prev(10)), good.clone());
+            c["conditionsV4"] = json!(["!", "-d", "192.0.2.0/24"]);
+            c
+        }, 2, "conditionsV4"),
+    ];
+    for (what, conf, code, needle) in cases {
+        let err = call(&node, &portmap(), &att("ADD", "bad", &pod.path()), &conf).expect_err(what);
+        assert_eq!(err["code"], code, "{what}: {err}");
+        let msg = format!("{} {}", err["msg"].as_str().unwrap_or(""), err["details"].as_str().unwrap_or(""));
+        assert!(msg.contains(needle), "{what}: message should name {needle}: {err}");
+        assert!(rules(&node).is_empty(), "{what}: rules added: {:?}", rules(&node));
+    }
+    // An empty mapping list is no error: prevResult passes through, no rule.
+    let out = call(&node, &portmap(), &att("ADD", "none", &pod.path()), &portmap_conf(Some(&fake_prev(10)), json!([]))).unwrap();
+    assert_eq!(out["ips"], fake_prev(10)["ips"]);
+    assert!(rules(&node).is_empty());
+}
+
+#[test]
+fn concurrent_adds_and_dels_lose_no_rule() {
+    let Some(node) = node() else { return };
+    dummy_uplink(&node);
+    let pod = node.pod();
+    const N: u8 = 16;
+    let node_ns: Netns = (*node).clone(); // the Node fixture itself stays on this thread
+    let run_all = |command: &'static str| {
+        std::thread::scope(|s| {
+            for i in 0..N {
+                let (node, pod) = (&node_ns, &pod);
+                s.spawn(move || {
+                    let cid = format!("par-{i}");
+                    let conf = portmap_conf(Some(&fake_prev(10 + i)), json!([{"hostPort": 9000 + i as u16, "containerPort": 80}]));
+                    call(node, &portmap(), &att(command, &cid, &pod.path()), &conf).unwrap_or_else(|e| panic!("{command} {cid}: {e}"));
+                });
+            }
+        })
+    };
+    run_all("ADD");
+    for i in 0..N {
+        let t = format!("berth:pmnet:par-{i}:eth0");
+        assert_eq!(tagged(&node, &t).values().sum::<usize>(), 4, "{t}: {:?}", tagged(&node, &t));
+    }
+    assert_eq!(rules(&node).len(), 4 * N as usize);
+    run_all("DEL");
+    assert!(rules(&node).is_empty(), "rules left: {:?}", rules(&node));
+}
