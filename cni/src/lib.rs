@@ -4,7 +4,9 @@
 pub mod bridge;
 pub mod invoke;
 pub mod ipam;
+pub mod nat;
 pub mod netlink;
 pub mod netns;
+pub mod portmap;
 pub mod skel;
 pub mod spec;

@@ -36,10 +36,10 @@ pub const TABLE: &str = "berth-cni";
 pub const FAMILY: &str = "inet";
 
 /// Error code when nft cannot be run or refuses a transaction (CNI: I/O failure).
-pub const CODE_NFT: u32 = 5;
+pub const CODE_NFT: u32 = spec::code::IO;
 /// Error code when CHECK finds rules missing (CNI reserves no code for it; the reference
 /// plugins report such failures as 999, "internal").
-pub const CODE_CHECK: u32 = 999;
+pub const CODE_CHECK: u32 = spec::code::INTERNAL;
 
 /// How many times a transaction is retried when it lost a race (see module docs).
 const ATTEMPTS: usize = 5;

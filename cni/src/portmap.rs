@@ -27,10 +27,8 @@ use serde_json::Value;
 use crate::nat::{self, Chain, Rule};
 use crate::spec;
 
-/// CNI error code: invalid network config (CORRECTIONS.md).
-const INVALID_CONFIG: u32 = 7;
-/// CNI error code: unsupported field in network configuration.
-const UNSUPPORTED_FIELD: u32 = 2;
+use crate::skel::Plugin;
+use crate::spec::code::{INVALID_CONFIG, UNSUPPORTED_FIELD};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -425,6 +423,67 @@ mod tests {
         assert_eq!(route_iface(table, "192.0.2.1".parse().unwrap()).as_deref(), Some("eth0"));
         assert_eq!(route_iface("Iface\n", "10.0.0.1".parse().unwrap()), None);
     }
+}
+
+/// The berth-portmap plugin (`src/bin/berth-portmap.rs` runs it through `skel`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PortMap;
+
+impl PortMap {
+    /// Options, mappings and pod addresses of an ADD or CHECK; prevResult is required.
+    fn inputs(conf: &spec::NetConf) -> Result<(Options, Vec<PortMapping>, PodAddrs, &spec::CniResult), spec::Error> {
+        let opts = parse_options(&conf.raw)?;
+        let mappings = parse_mappings(&conf.runtime_config)?;
+        let prev = conf.prev_result.as_ref().ok_or_else(|| {
+            invalid(format!("portmap in network {:?} must be chained after a plugin that sets up the interface: prevResult is missing", conf.name))
+        })?;
+        let pod = pod_addrs(prev);
+        if !mappings.is_empty() && pod.v4.is_none() && pod.v6.is_none() {
+            return Err(invalid(format!("portmap in network {:?}: prevResult holds no pod address to map ports to", conf.name)));
+        }
+        Ok((opts, mappings, pod, prev))
+    }
+}
+
+fn attachment<'a>(env: &'a spec::Env, conf: &'a spec::NetConf) -> Attachment<'a> {
+    Attachment { network: &conf.name, container_id: &env.container_id, ifname: &env.ifname }
+}
+
+impl Plugin for PortMap {
+    fn name(&self) -> &'static str {
+        "berth-portmap"
+    }
+
+    fn add(&self, env: &spec::Env, conf: &spec::NetConf) -> Result<spec::CniResult, spec::Error> {
+        let (opts, mappings, pod, prev) = Self::inputs(conf)?;
+        add(&attachment(env, conf), &mappings, &pod, &opts)?;
+        Ok(prev.clone())
+    }
+
+    fn del(&self, env: &spec::Env, conf: &spec::NetConf) -> Result<(), spec::Error> {
+        // Neither prevResult nor the mappings are needed (nor checked): the tag finds the rules.
+        del(&attachment(env, conf))
+    }
+
+    fn check(&self, env: &spec::Env, conf: &spec::NetConf) -> Result<(), spec::Error> {
+        let (opts, mappings, pod, _) = Self::inputs(conf)?;
+        check(&attachment(env, conf), &mappings, &pod, &opts)
+    }
+
+    fn gc(&self, conf: &spec::NetConf, valid: &[spec::Attachment]) -> Result<(), spec::Error> {
+        gc(&conf.name, valid)
+    }
+}
+
+/// The pod's addresses in a result: those on interfaces inside a sandbox (or on no named
+/// interface), as the reference plugin picks them.
+pub fn pod_addrs(r: &spec::CniResult) -> PodAddrs {
+    PodAddrs::from_ips(
+        r.ips
+            .iter()
+            .filter(|ip| ip.interface.map_or(true, |i| r.interfaces.get(i).is_some_and(|itf| !itf.sandbox.is_empty())))
+            .map(|ip| ip.address),
+    )
 }
 
 /// What ADD, CHECK, DEL and GC of one attachment work on.

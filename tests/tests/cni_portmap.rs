@@ -249,8 +249,10 @@ fn host_ip_limits_the_mapping_and_ipv6_pods_are_mapped_too() {
     let conf = portmap_conf(Some(&r1), maps);
     call(&node, &portmap(), &att("ADD", "pm6-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("portmap ADD: {e}"));
     let tag = "berth:pmnet:pm6-c1:eth0";
-    // 8081: v4 only (hostIP), 8082: v4 + v6, 5354: v6 only; SNAT: v4 hairpin + localhost, v6 hairpin
-    assert_eq!(tagged(&node, tag), counts(&[("hostport-dnat", 4), ("hostport-output", 4), ("hostport-snat", 7)]));
+    // DNAT: 8081 v4 only (hostIP), 8082 v4 + v6, 5354 v6 only. SNAT per pod address and
+    // container port: tcp/80 v4 hairpin + localhost (shared by 8081 and 8082), tcp/80 v6
+    // hairpin, udp/53 v6 hairpin.
+    assert_eq!(tagged(&node, tag), counts(&[("hostport-dnat", 4), ("hostport-output", 4), ("hostport-snat", 4)]));
 
     assert_eq!(tcp_ask(&node.path(), sa(&format!("{GW4}:8081"))).unwrap(), format!("pod1 {GW4}\n"));
     assert!(tcp_ask(&node.path(), sa("127.0.0.1:8081")).is_err(), "hostIP mapping must not answer on 127.0.0.1");
@@ -271,7 +273,7 @@ fn host_ip_limits_the_mapping_and_ipv6_pods_are_mapped_too() {
     assert!(rules(&node).is_empty(), "rules left: {:?}", rules(&node));
 }
 
-/// A prevResult for a pod at 10.98.0.<n> behind a dummy link of the node (rules only, no
+/// A prevResult for a pod at 10.98.0.<n> behind a link of the node (rules only, no
 /// traffic: GC, concurrency and bad-input tests).
 fn fake_prev(n: u8) -> Value {
     json!({
@@ -281,14 +283,15 @@ fn fake_prev(n: u8) -> Value {
     })
 }
 
-fn dummy_uplink(node: &Node) {
-    node.sh_ok("ip link add d0 type dummy && ip addr add 10.98.0.1/24 dev d0 && ip link set d0 up");
+/// A route to 10.98.0.0/24 in the node (a veth pair: this kernel has no dummy links).
+fn fake_pod_link(node: &Node) {
+    node.sh_ok("ip link add d0 type veth peer name d1 && ip addr add 10.98.0.1/24 dev d0 && ip link set d1 up && ip link set d0 up");
 }
 
 #[test]
 fn gc_removes_rules_of_attachments_no_longer_valid() {
     let Some(node) = node() else { return };
-    dummy_uplink(&node);
+    fake_pod_link(&node);
     let pod = node.pod();
     let maps = json!([{"hostPort": 9000, "containerPort": 80}]);
     for (i, cid) in ["gc-a", "gc-b"].into_iter().enumerate() {
@@ -322,7 +325,7 @@ fn gc_removes_rules_of_attachments_no_longer_valid() {
 #[test]
 fn bad_input_is_a_spec_error_and_adds_nothing() {
     let Some(node) = node() else { return };
-    dummy_uplink(&node);
+    fake_pod_link(&node);
     let pod = node.pod();
     let good = json!([{"hostPort": 9000, "containerPort": 80, "protocol": "tcp"}]);
     let cases: Vec<(&str, Value, u64, &str)> = vec![
@@ -354,7 +357,7 @@ fn bad_input_is_a_spec_error_and_adds_nothing() {
 #[test]
 fn concurrent_adds_and_dels_lose_no_rule() {
     let Some(node) = node() else { return };
-    dummy_uplink(&node);
+    fake_pod_link(&node);
     let pod = node.pod();
     const N: u8 = 16;
     let node_ns: Netns = (*node).clone(); // the Node fixture itself stays on this thread
