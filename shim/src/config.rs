@@ -32,12 +32,20 @@ pub struct Config {
     pub sync_fd: Option<i32>,
     pub start: bool,
     pub delete: bool,
+    /// The container has a pty (config.json must say `process.terminal: true`).
+    pub terminal: bool,
+    /// Keep the container's stdin open for `attach`.
+    pub stdin: bool,
+    /// Run after the exit file is written (and after `--delete`).
+    pub exit_command: Option<PathBuf>,
+    pub exit_command_args: Vec<String>,
 }
 
 fn usage() -> &'static str {
     "usage: berth-shim --id ID --bundle DIR --log-path FILE --exit-dir DIR [--runtime PATH] \
      [--runtime-root DIR] [--socket-dir DIR] [--pid-file F] [--container-pid-file F] [--runtime-log F] \
-     [--log-max-size N] [--log-max-files N] [--log-line-max N] [--sync-fd N] [--start] [--delete]"
+     [--log-max-size N] [--log-max-files N] [--log-line-max N] [--sync-fd N] [--start] [--delete] \
+     [--terminal] [--stdin] [--exit-command PATH [--exit-command-arg ARG]...]"
 }
 
 impl Config {
@@ -58,6 +66,10 @@ impl Config {
         let mut sync_fd = None;
         let mut start = false;
         let mut delete = false;
+        let mut terminal = false;
+        let mut stdin = false;
+        let mut exit_command = None;
+        let mut exit_command_args = vec![];
 
         let mut it = args.iter().map(|s| s.as_ref());
         while let Some(arg) = it.next() {
@@ -92,6 +104,10 @@ impl Config {
                 "--sync-fd" => sync_fd = Some(num(flag, value(&mut it)?)? as i32),
                 "--start" => start = true,
                 "--delete" => delete = true,
+                "--terminal" | "-t" => terminal = true,
+                "--stdin" | "-i" => stdin = true,
+                "--exit-command" => exit_command = Some(PathBuf::from(value(&mut it)?)),
+                "--exit-command-arg" => exit_command_args.push(value(&mut it)?),
                 "-h" | "--help" => return Err(Error::Usage(usage().into())),
                 other => return Err(Error::Usage(format!("unknown argument {other:?}\n{}", usage()))),
             }
@@ -123,14 +139,24 @@ impl Config {
             sync_fd,
             start,
             delete,
+            terminal,
+            stdin,
+            exit_command,
+            exit_command_args,
         })
     }
 
     /// `<runtime> [--root R] <args>` as an argument vector (without the program).
     pub fn runtime_args(&self, args: &[&str]) -> Vec<String> {
+        self.runtime_args_log(&self.runtime_log, args)
+    }
+
+    /// Like [`Config::runtime_args`] with another `--log` (each exec has its own,
+    /// so its error is its own).
+    pub fn runtime_args_log<S: AsRef<str>>(&self, log: &std::path::Path, args: &[S]) -> Vec<String> {
         let mut a = vec![
             "--log".to_string(),
-            self.runtime_log.display().to_string(),
+            log.display().to_string(),
             "--log-format".to_string(),
             "json".to_string(),
         ];
@@ -138,7 +164,7 @@ impl Config {
             a.push("--root".to_string());
             a.push(r.display().to_string());
         }
-        a.extend(args.iter().map(|s| s.to_string()));
+        a.extend(args.iter().map(|s| s.as_ref().to_string()));
         a
     }
 
@@ -159,7 +185,7 @@ mod tests {
         assert_eq!(c.container_pid_file, PathBuf::from("/b/init.pid"));
         assert_eq!(c.exit_file(), PathBuf::from("/e/c1.json"));
         assert_eq!(c.log_max_size, 0);
-        assert!(!c.start && !c.delete);
+        assert!(!c.start && !c.delete && !c.terminal && !c.stdin && c.exit_command.is_none());
         assert_eq!(c.runtime_args(&["create"]), vec!["--log", "/b/log.json", "--log-format", "json", "create"]);
     }
 
@@ -168,9 +194,13 @@ mod tests {
         let c = Config::parse(&[
             "--id", "c", "--bundle", "/b", "--log-path", "/l", "--exit-dir", "/e", "--runtime", "/usr/sbin/runc",
             "--runtime-root", "/r", "--log-max-size", "100", "--log-max-files", "3", "--sync-fd", "5", "--start",
-            "--delete", "--pid-file", "/p",
+            "--delete", "--pid-file", "/p", "--terminal", "--stdin", "--exit-command", "/bin/x",
+            "--exit-command-arg", "a", "--exit-command-arg=b c",
         ])
         .unwrap();
+        assert!(c.terminal && c.stdin);
+        assert_eq!(c.exit_command, Some(PathBuf::from("/bin/x")));
+        assert_eq!(c.exit_command_args, ["a", "b c"]);
         assert_eq!(c.runtime_args(&["start", "c"])[4..], ["--root", "/r", "start", "c"]);
         assert_eq!((c.log_max_size, c.log_max_files, c.sync_fd), (100, 3, Some(5)));
         assert!(c.start && c.delete);

@@ -7,14 +7,22 @@
 //! - [`io`]: the CRI log writer (partial lines, rotation, reopen);
 //! - [`oom`]: whether the container's memory cgroup OOM-killed anything;
 //! - [`reaper`]: waiting for the container and turning its status into an exit record;
-//! - [`shim`]: detaching, driving the runtime, the poll loop.
+//! - [`shim`]: detaching, driving the runtime;
+//! - [`events`]: the poll loop (log, stdin, signals, control socket, execs);
+//! - [`control`]: the control socket's requests, responses and frames;
+//! - [`term`]: the pty master from a console socket, window size;
+//! - [`base64`]: `exec_sync` output encoding.
 
+pub mod base64;
 pub mod config;
+pub mod control;
+pub mod events;
 pub mod io;
 pub mod oom;
 pub mod protocol;
 pub mod reaper;
 pub mod shim;
+pub mod term;
 
 /// A failure, naming the object it happened on.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,21 @@ impl Ending {
         }
     }
 
+    /// `128 + signal` when killed, as shells report it.
+    pub fn code(self) -> i32 {
+        match self {
+            Ending::Exited(c) => c,
+            Ending::Signaled(s) => 128 + s,
+        }
+    }
+
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            Ending::Exited(_) => None,
+            Ending::Signaled(s) => Some(s),
+        }
+    }
+
     /// The record for the exit file. `oom_killed` is decided by the caller.
     pub fn record(self, started_at: Option<String>, oom_killed: bool) -> ExitRecord {
         let (exit_code, signal) = match self {
@@ -37,15 +52,18 @@ impl Ending {
 /// Reaps every child that has ended, without blocking; returns how `init`
 /// ended if it was among them.
 pub fn reap_all(init: i32) -> Option<Ending> {
-    let mut found = None;
+    reap_list().into_iter().find(|(p, _)| *p == init).map(|(_, e)| e)
+}
+
+/// Reaps every child that has ended, without blocking: (pid, how it ended).
+pub fn reap_list() -> Vec<(i32, Ending)> {
+    let mut found = vec![];
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return found,
             Ok(st) => {
-                if st.pid() == Some(Pid::from_raw(init)) {
-                    if let Some(e) = Ending::from_status(st) {
-                        found = Some(e);
-                    }
+                if let (Some(p), Some(e)) = (st.pid(), Ending::from_status(st)) {
+                    found.push((p.as_raw(), e));
                 }
             }
             Err(Errno::EINTR) => continue,

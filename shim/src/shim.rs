@@ -14,20 +14,22 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{fork, pipe2, setsid, ForkResult};
 
 use crate::config::Config;
-use crate::io::{CriWriter, LogFile, Stream};
-use crate::protocol::{now, write_exit_file, write_pid_file, Report};
-use crate::reaper::{reap_all, Ending};
+use crate::events::{ContainerIo, EventLoop, Setup};
+use crate::io::{CriWriter, LogFile};
+use crate::protocol::{now, write_pid_file, Report};
+use crate::reaper::reap_all;
 use crate::{io_err, sys_err, Error, Result};
 
 /// Runs the shim from the caller's process; returns A's exit status
@@ -146,9 +148,11 @@ fn isolate_stdio(keep: RawFd) -> Result<()> {
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
-    let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(sys_err("fcntl F_GETFL"))?;
-    fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK)).map_err(sys_err("fcntl F_SETFL"))?;
-    Ok(())
+    crate::events::set_nonblocking(fd)
+}
+
+fn set_nonblocking_file(f: &File) -> Result<()> {
+    crate::events::set_nonblocking(f)
 }
 
 /// Everything readable now (the pipe is non-blocking), at most `limit` bytes.
@@ -201,10 +205,65 @@ impl Monitor {
             write_pid_file(p, std::process::id() as i32)?;
         }
         let res = self.create_and_monitor();
+        let _ = std::fs::remove_file(self.console_path());
+        if let Some(sd) = &self.cfg.socket_dir {
+            let _ = std::fs::remove_file(sd.join("control.sock"));
+        }
         if let Some(p) = &self.cfg.pid_file {
             let _ = std::fs::remove_file(p);
         }
+        if res.is_ok() {
+            self.exit_command();
+        }
         res
+    }
+
+    /// `--exit-command`: detached, stdio on /dev/null, not waited for (it
+    /// outlives the shim and is re-parented).
+    fn exit_command(&self) {
+        if let Some(p) = &self.cfg.exit_command {
+            let _ = Command::new(p)
+                .args(&self.cfg.exit_command_args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn();
+        }
+    }
+
+    /// Where the runtime sends the container's pty master.
+    fn console_path(&self) -> PathBuf {
+        self.cfg.socket_dir.as_ref().unwrap_or(&self.cfg.bundle).join("console.sock")
+    }
+
+    /// `--terminal` must match the bundle's `process.terminal` (the runtime
+    /// would otherwise fail obscurely or hang on the console socket).
+    fn check_terminal(&self) -> Result<()> {
+        let p = self.cfg.bundle.join("config.json");
+        // Unreadable or broken: the runtime says what is wrong with it.
+        let Ok(f) = File::open(&p) else { return Ok(()) };
+        let Ok(v) = serde_json::from_reader::<_, serde_json::Value>(std::io::BufReader::new(f)) else { return Ok(()) };
+        let terminal = v["process"]["terminal"].as_bool().unwrap_or(false);
+        if terminal != self.cfg.terminal {
+            return Err(Error::Usage(format!(
+                "{}: process.terminal is {terminal} but --terminal was {}given",
+                p.display(),
+                if self.cfg.terminal { "" } else { "not " }
+            )));
+        }
+        Ok(())
+    }
+
+    /// `<socket-dir>/control.sock`, owner-only, before the report.
+    fn control_socket(&self, dir: &Path) -> Result<UnixListener> {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("create socket dir {}", dir.display())))?;
+        let p = dir.join("control.sock");
+        let _ = std::fs::remove_file(&p);
+        let l = UnixListener::bind(&p).map_err(io_err(format!("bind control socket {}", p.display())))?;
+        crate::term::restrict(&p)?;
+        l.set_nonblocking(true).map_err(io_err(format!("control socket {}", p.display())))?;
+        Ok(l)
     }
 
     fn create_and_monitor(&mut self) -> Result<()> {
@@ -216,6 +275,21 @@ impl Monitor {
         mask.thread_block().map_err(sys_err("block SIGCHLD, SIGUSR1"))?;
         let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(sys_err("signalfd"))?;
+
+        self.check_terminal()?;
+        let listener = match &self.cfg.socket_dir {
+            Some(d) => Some(self.control_socket(d)?),
+            None => None,
+        };
+        let console = if self.cfg.terminal { Some(crate::term::listen(&self.console_path())?) } else { None };
+        // `--stdin` without a terminal: a pipe; with one, the pty is the stdin.
+        let (stdin_r, stdin_w) = if self.cfg.stdin && !self.cfg.terminal {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+            set_nonblocking(&w)?;
+            (Some(r), Some(File::from(w)))
+        } else {
+            (None, None)
+        };
 
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
@@ -229,11 +303,21 @@ impl Monitor {
         let bundle = self.cfg.bundle.display().to_string();
         let pid_file = self.cfg.container_pid_file.display().to_string();
         let id = self.cfg.id.clone();
+        let console_path = self.console_path().display().to_string();
         let status = {
             // The container's stdout/stderr are the runtime's: the pipes' write
             // ends live only in the runtime and the container after this block.
-            let mut cmd = self.runtime(&["create", "--bundle", &bundle, "--pid-file", &pid_file, &id]);
-            cmd.stdin(Stdio::null()).stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+            let mut args = vec!["create", "--bundle", &bundle, "--pid-file", &pid_file];
+            if console.is_some() {
+                args.extend(["--console-socket", console_path.as_str()]);
+            }
+            args.push(&id);
+            let mut cmd = self.runtime(&args);
+            let stdin = match stdin_r {
+                Some(r) => Stdio::from(r),
+                None => Stdio::null(),
+            };
+            cmd.stdin(stdin).stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
             cmd.status()
                 .map_err(|e| Error::Runtime(format!("run {} create: {e}", self.cfg.runtime.display())))?
         };
@@ -249,10 +333,20 @@ impl Monitor {
         }
         // Opened only now, so a failed create leaves no log file behind.
         let opened = read_pid(&self.cfg.container_pid_file).and_then(|pid| {
+            let master = match &console {
+                Some(l) => {
+                    let m = crate::term::receive_master(l, "create")?;
+                    set_nonblocking_file(&m)?;
+                    Some(m)
+                }
+                None => None,
+            };
             let log = LogFile::open(&self.cfg.log_path, self.cfg.log_max_size, self.cfg.log_max_files)?;
-            Ok((pid, CriWriter::new(log, self.cfg.log_line_max)))
+            Ok((pid, CriWriter::new(log, self.cfg.log_line_max), master))
         });
-        let (pid, mut log) = match opened {
+        drop(console);
+        let _ = std::fs::remove_file(self.console_path());
+        let (pid, log, master) = match opened {
             Ok(v) => v,
             Err(e) => {
                 let _ = self.runtime_ok(&["delete", "--force", &id]);
@@ -276,87 +370,31 @@ impl Monitor {
         }
         self.report(Report::Pid(pid));
 
-        let ending = self.copy_until_exit(pid, &sigfd, &mut log, &mut out_r, &mut err_r)?;
-        // What the container wrote before it ended is in the pipes now.
-        for (f, s) in [(&mut out_r, Stream::Stdout), (&mut err_r, Stream::Stderr)] {
-            let data = read_available(f, usize::MAX);
-            log.write(s, &data)?;
-            log.finish(s)?;
-        }
-        // Any OOM kill in the container's cgroup counts (as CRI-O and containerd
-        // report it); unknown (no memory cgroup found) reads as false.
-        let oom_killed = oom.as_ref().is_some_and(|o| o.fired());
-        let rec = ending.record(self.started_at.clone(), oom_killed);
-        std::fs::create_dir_all(&self.cfg.exit_dir).map_err(io_err(format!("create {}", self.cfg.exit_dir.display())))?;
-        write_exit_file(&self.cfg.exit_file(), &rec)?;
+        let dup = |m: &Option<File>| -> Result<Option<File>> {
+            m.as_ref().map(|m| m.try_clone().map_err(io_err("dup the pty master"))).transpose()
+        };
+        let io = ContainerIo {
+            stdin: if self.cfg.terminal && self.cfg.stdin { dup(&master)? } else { stdin_w },
+            master: dup(&master)?,
+            outs: [Some(out_r), Some(err_r), master],
+        };
+        let setup = Setup {
+            cfg: &self.cfg,
+            sigfd: &sigfd,
+            log,
+            init: pid,
+            io,
+            listener,
+            oom,
+            started_at: self.started_at.clone(),
+        };
+        EventLoop::new(setup).run()?;
         if self.cfg.delete {
             let _ = self.runtime_ok(&["delete", "--force", &id]);
             let _ = std::fs::remove_file(&self.cfg.container_pid_file);
         }
         reap_all(0);
         Ok(())
-    }
-
-    /// The poll loop: output into the log, SIGUSR1 reopens it, SIGCHLD reaps.
-    fn copy_until_exit(
-        &mut self,
-        init: i32,
-        sigfd: &SignalFd,
-        log: &mut CriWriter,
-        out_r: &mut File,
-        err_r: &mut File,
-    ) -> Result<Ending> {
-        let mut open = [true, true];
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let (revents, sig_ready) = {
-                let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
-                let streams: [&File; 2] = [out_r, err_r];
-                // A stream at end-of-file leaves the set: poll would report its
-                // POLLHUP forever.
-                let mut slot = [None, None];
-                for (i, f) in streams.iter().enumerate() {
-                    if open[i] {
-                        slot[i] = Some(fds.len());
-                        fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                    }
-                }
-                match poll(&mut fds, PollTimeout::NONE) {
-                    Ok(_) => {}
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => return Err(Error::Sys { what: "poll".into(), source: e }),
-                }
-                let ev = |i: Option<usize>| i.and_then(|i| fds[i].revents()).unwrap_or(PollFlags::empty());
-                ([ev(slot[0]), ev(slot[1])], ev(Some(0)).contains(PollFlags::POLLIN))
-            };
-            for (i, (f, s)) in [(&mut *out_r, Stream::Stdout), (&mut *err_r, Stream::Stderr)].into_iter().enumerate() {
-                if !open[i] || revents[i].is_empty() {
-                    continue;
-                }
-                match f.read(&mut buf) {
-                    Ok(0) => {
-                        open[i] = false;
-                        log.finish(s)?;
-                    }
-                    Ok(n) => log.write(s, &buf[..n])?,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => open[i] = false,
-                }
-            }
-            if sig_ready {
-                let mut ending = None;
-                while let Ok(Some(info)) = sigfd.read_signal() {
-                    if info.ssi_signo == Signal::SIGUSR1 as u32 {
-                        log.log.reopen()?;
-                    } else if let Some(e) = reap_all(init) {
-                        ending = Some(e);
-                    }
-                }
-                if let Some(e) = ending {
-                    return Ok(e);
-                }
-            }
-        }
     }
 }
 

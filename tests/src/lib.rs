@@ -26,6 +26,7 @@ pub mod leaks;
 pub mod netns;
 pub mod output;
 pub mod runtime;
+pub mod shim;
 pub mod traffic;
 pub mod wait;
 
