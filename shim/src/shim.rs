@@ -257,7 +257,12 @@ impl Monitor {
 
     /// `<socket-dir>/control.sock`, owner-only, before the report.
     fn control_socket(&self, dir: &Path) -> Result<UnixListener> {
-        std::fs::create_dir_all(dir).map_err(io_err(format!("create socket dir {}", dir.display())))?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(format!("create socket dir {}", dir.display())))?;
         let p = dir.join("control.sock");
         let _ = std::fs::remove_file(&p);
         let l = UnixListener::bind(&p).map_err(io_err(format!("bind control socket {}", p.display())))?;
