@@ -19,6 +19,7 @@
 //! (seconds per runtime call, default 30), `BERTH_TEST_KEEP` (keep temp dirs).
 
 pub mod bundle;
+pub mod cni;
 pub mod cmd;
 pub mod console;
 pub mod json;

@@ -206,24 +206,23 @@ pub struct NetConf {
     pub raw: Value,
 }
 
-#[derive(Deserialize)]
 struct Common {
-    #[serde(rename = "cniVersion", default)]
     cni_version: String,
-    #[serde(default)]
     name: String,
-    #[serde(rename = "type", default)]
     plugin_type: String,
-    #[serde(default)]
     args: Value,
-    #[serde(default)]
     ipam: Option<Value>,
-    #[serde(default)]
     dns: Option<Dns>,
-    #[serde(rename = "prevResult", default)]
     prev_result: Option<Value>,
-    #[serde(rename = "runtimeConfig", default)]
     runtime_config: Value,
+}
+
+/// Field `key` of the config decoded as `T` (default when absent or null); errors name it.
+fn field<T: serde::de::DeserializeOwned + Default>(raw: &Value, key: &str) -> Result<T, Error> {
+    match raw.get(key) {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| Error::invalid_config(format!("invalid network config field {key:?}: {e}"))),
+    }
 }
 
 impl NetConf {
@@ -234,7 +233,16 @@ impl NetConf {
         if !raw.is_object() {
             return Err(Error::new(code::DECODE, "cannot decode network config: not a JSON object"));
         }
-        let c: Common = serde_json::from_value(raw.clone()).map_err(|e| Error::invalid_config(format!("invalid network config: {e}")))?;
+        let c = Common {
+            cni_version: field(&raw, "cniVersion")?,
+            name: field(&raw, "name")?,
+            plugin_type: field(&raw, "type")?,
+            args: field(&raw, "args")?,
+            ipam: field(&raw, "ipam")?,
+            dns: field(&raw, "dns")?,
+            prev_result: field(&raw, "prevResult")?,
+            runtime_config: field(&raw, "runtimeConfig")?,
+        };
         if c.name.is_empty() {
             return Err(Error::invalid_config("missing network name"));
         }
@@ -389,6 +397,8 @@ mod tests {
         assert_eq!(code(r#"{"cniVersion":"1.0.0","name":"a b","type":"x"}"#), 7);
         assert_eq!(code(r#"{"cniVersion":"1.0.0","name":"n"}"#), 7);
         assert_eq!(code(r#"{"cniVersion":1,"name":"n","type":"x"}"#), 7);
+        let e = NetConf::parse(br#"{"cniVersion":"1.0.0","name":5,"type":"x"}"#).unwrap_err();
+        assert!(e.msg.contains("\"name\""), "{e}");
         assert_eq!(code(r#"{"cniVersion":"1.0.0","name":"n","type":"x","ipam":"host-local"}"#), 7);
         assert_eq!(code(r#"{"cniVersion":"1.0.0","name":"n","type":"x","prevResult":{"ips":[{"address":"bad"}]}}"#), 7);
         let c = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","type":"x"}"#).unwrap();
