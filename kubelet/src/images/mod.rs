@@ -5,6 +5,7 @@ pub mod gc;
 pub mod import;
 pub mod oci;
 pub mod reference;
+pub mod registry;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;

@@ -1,0 +1,172 @@
+//! Answering a registry's `WWW-Authenticate` challenge: Basic (credentials on every
+//! request) or Bearer (the distribution token flow: GET realm?service=&scope= with the
+//! credentials, use the returned token).
+
+use base64::Engine as _;
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
+
+use super::Auth;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic { realm: Option<String> },
+    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+}
+
+/// Parses `Bearer realm="https://auth",service="registry",scope="repository:x:pull"` or `Basic realm="x"`.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let params = parse_params(rest);
+    let get = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+    if scheme.eq_ignore_ascii_case("basic") {
+        Some(Challenge::Basic { realm: get("realm") })
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Some(Challenge::Bearer { realm: get("realm")?, service: get("service"), scope: get("scope") })
+    } else {
+        None
+    }
+}
+
+/// `k="v", k2=v2` pairs; quoted values may hold commas and `\"`.
+fn parse_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if chars.next().is_none() {
+            break;
+        }
+        let mut val = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some(n) = chars.next() {
+                            val.push(n)
+                        }
+                    }
+                    '"' => break,
+                    c => val.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                val.push(c);
+                chars.next();
+            }
+        }
+        out.push((key.trim().to_string(), val.trim().to_string()));
+    }
+    out
+}
+
+fn basic_header(username: &str, password: &str) -> HeaderValue {
+    let enc = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    let mut v = HeaderValue::from_str(&format!("Basic {enc}")).expect("base64 is ascii");
+    v.set_sensitive(true);
+    v
+}
+
+fn bearer_header(token: &str) -> Result<HeaderValue, String> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| "token holds characters not allowed in a header".to_string())?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// The Authorization header answering `challenge` for `scope`, or why there is none.
+pub(super) async fn answer(http: &reqwest::Client, challenge: &Challenge, auth: Option<&Auth>, scope: &str) -> Result<HeaderValue, String> {
+    match challenge {
+        Challenge::Basic { .. } => match auth {
+            Some(Auth::Basic { username, password }) => Ok(basic_header(username, password)),
+            Some(Auth::Token(t)) => bearer_header(t),
+            None => Err("registry requires credentials (basic auth) and none were given".into()),
+        },
+        Challenge::Bearer { realm, service, scope: challenge_scope } => {
+            if let Some(Auth::Token(t)) = auth {
+                return bearer_header(t);
+            }
+            let mut url = reqwest::Url::parse(realm).map_err(|e| format!("token realm {realm:?}: {e}"))?;
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(s) = service {
+                    q.append_pair("service", s);
+                }
+                q.append_pair("scope", challenge_scope.as_deref().unwrap_or(scope));
+            }
+            let mut req = http.get(url.clone());
+            if let Some(Auth::Basic { username, password }) = auth {
+                req = req.header(reqwest::header::AUTHORIZATION, basic_header(username, password));
+            }
+            let resp = req.send().await.map_err(|e| format!("token endpoint {}: {e}", url.origin().ascii_serialization()))?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(format!("token endpoint {} answered {status}", url.origin().ascii_serialization()));
+            }
+            #[derive(Deserialize)]
+            struct TokenResponse {
+                token: Option<String>,
+                access_token: Option<String>,
+            }
+            let body: TokenResponse = resp.json_bytes().await?;
+            let token = body.token.or(body.access_token).ok_or("token endpoint returned no token")?;
+            bearer_header(&token)
+        }
+    }
+}
+
+trait JsonBytes {
+    async fn json_bytes<T: for<'de> Deserialize<'de>>(self) -> Result<T, String>;
+}
+
+impl JsonBytes for reqwest::Response {
+    async fn json_bytes<T: for<'de> Deserialize<'de>>(self) -> Result<T, String> {
+        let b = self.bytes().await.map_err(|e| format!("token response: {e}"))?;
+        serde_json::from_slice(&b).map_err(|e| format!("token response: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/busybox:pull".into())
+            })
+        );
+        assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic { realm: Some("Registry Realm".into()) }));
+        assert_eq!(parse_challenge("basic"), Some(Challenge::Basic { realm: None }));
+        assert_eq!(
+            parse_challenge(r#"Bearer realm=https://a/t, scope="repository:a/b:pull,push""#),
+            Some(Challenge::Bearer { realm: "https://a/t".into(), service: None, scope: Some("repository:a/b:pull,push".into()) })
+        );
+        assert_eq!(parse_challenge(r#"Bearer service="x""#), None);
+        assert_eq!(parse_challenge("Negotiate abc"), None);
+    }
+
+    #[test]
+    fn basic_is_base64() {
+        assert_eq!(basic_header("u", "p").to_str().unwrap(), "Basic dTpw");
+    }
+}
