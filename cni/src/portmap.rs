@@ -412,6 +412,21 @@ mod tests {
     }
 
     #[test]
+    fn pod_addresses_come_from_sandbox_interfaces_never_loopback() {
+        let r = spec::CniResult::parse(
+            &json!({"cniVersion": "1.0.0",
+                "interfaces": [{"name": "lo", "sandbox": "/run/netns/p"}, {"name": "cni0"}, {"name": "eth0", "sandbox": "/run/netns/p"}],
+                "ips": [{"address": "127.0.0.1/8", "interface": 0}, {"address": "10.1.0.1/24", "interface": 1},
+                        {"address": "10.1.0.7/24", "interface": 2}, {"address": "fd00::7/64"}]}),
+            "prevResult",
+        )
+        .unwrap();
+        let p = pod_addrs(&r);
+        assert_eq!(p.v4, Some("10.1.0.7/24".parse().unwrap()));
+        assert_eq!(p.v6, Some("fd00::7/64".parse().unwrap()));
+    }
+
+    #[test]
     fn route_lookup_takes_longest_prefix() {
         let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
             eth0\t00000000\t0102A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
@@ -476,12 +491,14 @@ impl Plugin for PortMap {
 }
 
 /// The pod's addresses in a result: those on interfaces inside a sandbox (or on no named
-/// interface), as the reference plugin picks them.
+/// interface), as the reference plugin picks them; never loopback addresses (a loopback
+/// plugin earlier in the list may have put 127.0.0.1 into the chain).
 pub fn pod_addrs(r: &spec::CniResult) -> PodAddrs {
     PodAddrs::from_ips(
         r.ips
             .iter()
             .filter(|ip| ip.interface.map_or(true, |i| r.interfaces.get(i).is_some_and(|itf| !itf.sandbox.is_empty())))
+            .filter(|ip| !ip.address.addr().is_loopback())
             .map(|ip| ip.address),
     )
 }

@@ -1,7 +1,7 @@
 //! berth-portmap: host ports mapped to pods by nftables DNAT, with hairpin and localhost SNAT.
 //!
 //! Each test runs its whole node in a fresh netns (no uplink), pods as further netns wired by
-//! a bridge + IPAM plugin, servers in the pods (`traffic::Server`), and clients in the node
+//! berth-bridge + berth-ipam (the reference portmap beside them: cni_conflist), servers in the pods (`traffic::Server`), and clients in the node
 //! and in other pods. Only addresses inside these namespaces are ever contacted.
 
 use std::collections::BTreeMap;
@@ -28,17 +28,17 @@ fn portmap() -> PathBuf {
     bin_dir().join("berth-portmap")
 }
 
-/// The plugins wiring pods to the node: the reference bridge + host-local.
+/// The plugins wiring pods to the node: berth-bridge + berth-ipam.
 fn bridge() -> PathBuf {
-    PathBuf::from("/usr/lib/cni/bridge")
+    bin_dir().join("berth-bridge")
 }
 
 /// Root, berth-portmap built, reference plugins and nft installed; else SKIP.
 fn node() -> Option<Node> {
     let node = Node::new()?;
-    for p in [portmap(), bridge(), PathBuf::from("/usr/lib/cni/host-local"), PathBuf::from("/usr/sbin/nft")] {
+    for p in [portmap(), bridge(), bin_dir().join("berth-ipam"), PathBuf::from("/usr/sbin/nft")] {
         if !p.is_file() {
-            println!("SKIP: {} is missing (scripts/build; Debian containernetworking-plugins, nftables)", p.display());
+            println!("SKIP: {} is missing (scripts/build; Debian nftables)", p.display());
             return None;
         }
     }
@@ -101,15 +101,15 @@ fn bridge_conf(node: &Node, v6: bool) -> Value {
         ranges.push(json!([{"subnet": "fd99::/64", "gateway": GW6}]));
     }
     json!({
-        "cniVersion": "1.0.0", "name": NET, "type": "bridge", "bridge": BRIDGE,
+        "cniVersion": "1.1.0", "name": NET, "type": "berth-bridge", "bridge": BRIDGE,
         "isGateway": true, "hairpinMode": true,
-        "ipam": {"type": "host-local", "dataDir": node.tmp().join("ipam"), "ranges": ranges},
+        "ipam": {"type": "berth-ipam", "dataDir": node.tmp().join("ipam"), "ranges": ranges},
     })
 }
 
 fn portmap_conf(prev: Option<&Value>, mappings: Value) -> Value {
     let mut c = json!({
-        "cniVersion": "1.0.0", "name": NET, "type": "berth-portmap",
+        "cniVersion": "1.1.0", "name": NET, "type": "berth-portmap",
         "capabilities": {"portMappings": true},
         "runtimeConfig": {"portMappings": mappings},
     });
@@ -195,7 +195,7 @@ fn tcp_and_udp_host_ports_reach_the_pod_from_node_localhost_and_pods() {
     let out = call(&node, &portmap(), &att("ADD", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("portmap ADD: {e}"));
     assert_eq!(out["ips"], r1["ips"], "ADD passes prevResult through: {out}");
     assert_eq!(out["interfaces"], r1["interfaces"]);
-    assert_eq!(out["cniVersion"], "1.0.0");
+    assert_eq!(out["cniVersion"], "1.1.0");
     let tag = "berth:pmnet:pm-c1:eth0";
     // per mapping: prerouting + output DNAT, hairpin + localhost SNAT
     assert_eq!(tagged(&node, tag), counts(&[("hostport-dnat", 2), ("hostport-output", 2), ("hostport-snat", 4)]));
@@ -225,7 +225,7 @@ fn tcp_and_udp_host_ports_reach_the_pod_from_node_localhost_and_pods() {
     assert_eq!(tagged(&node, tag), BTreeMap::new());
     assert!(tcp_ask(&node.path(), sa(&format!("{GW4}:8080"))).is_err(), "hostPort still mapped after DEL");
     call(&node, &portmap(), &att("DEL", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("second DEL: {e}"));
-    let bare = json!({"cniVersion": "1.0.0", "name": NET, "type": "berth-portmap"});
+    let bare = json!({"cniVersion": "1.1.0", "name": NET, "type": "berth-portmap"});
     call(&node, &portmap(), &att("DEL", "pm-c1", &p1.path()), &bare).unwrap_or_else(|e| panic!("DEL without prevResult: {e}"));
 
     drop(srv);
