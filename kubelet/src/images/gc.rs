@@ -86,7 +86,12 @@ impl Store {
 
         let idir = self.dir(INGEST);
         let now = SystemTime::now();
+        let busy = self.inner.ingesting.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (name, path) in entries(&idir)? {
+            let digest = name.strip_prefix("sha256-").and_then(|n| n.strip_suffix(".partial")).map(|h| format!("sha256:{h}"));
+            if digest.is_some_and(|d| busy.contains(&d)) {
+                continue;
+            }
             // Downloads are written by pulls outside our lock: only old ones go.
             // Import temp files are written under the store lock, so any left is stale.
             let old = std::fs::symlink_metadata(&path)

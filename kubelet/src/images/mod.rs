@@ -17,7 +17,7 @@ use std::path::PathBuf;
 pub use fsutil::lgetxattr;
 pub use gc::{GcOptions, GcReport};
 pub use snapshot::Snapshot;
-pub use store::{FsUsage, ImageConfig, ImageRecord, Store};
+pub use store::{FsUsage, ImageConfig, ImageRecord, IngestGuard, Store};
 
 /// Errors of the image store; each names the object it is about.
 #[derive(Debug, thiserror::Error)]

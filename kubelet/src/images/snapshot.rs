@@ -270,6 +270,18 @@ mod tests {
         Snapshot::unmount(&target).unwrap();
         assert_eq!(merged, (vec!["kept".to_string()], vec!["new".to_string()]));
         assert!(s.upperdir.join("written").exists());
+        // On 6.8+ the first way (one `lowerdir+` per layer) is the one used.
+        let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut v = rel.split(['.', '-']).map(|x| x.parse::<u32>().unwrap_or(0));
+        if (v.next().unwrap(), v.next().unwrap()) >= (6, 8) {
+            let lowers: Vec<&str> = s.lowerdirs.iter().map(|l| l.to_str().unwrap()).collect();
+            let mut opts: Vec<(&str, &str)> = lowers.iter().map(|l| ("lowerdir+", *l)).collect();
+            opts.push(("upperdir", s.upperdir.to_str().unwrap()));
+            opts.push(("workdir", s.workdir.to_str().unwrap()));
+            crate::images::fsutil::overlay_fsmount(&target, &opts).unwrap();
+            assert!(target.join("written").exists() && !target.join("a/gone").exists());
+            Snapshot::unmount(&target).unwrap();
+        }
         // The mount(2) fallbacks (kernels before 6.8), called directly.
         crate::images::fsutil::mount("overlay", &target, "overlay", 0, &s.options).unwrap();
         assert!(target.join("written").exists() && !target.join("a/gone").exists());

@@ -106,6 +106,21 @@ pub(crate) struct Inner {
     /// Blobs committed but not yet referenced by a record (a pull in
     /// progress): gc spares them for a grace period.
     pub(crate) fresh: Mutex<HashMap<String, Instant>>,
+    /// Digests whose ingest file a download of this process is writing.
+    pub(crate) ingesting: Mutex<HashSet<String>>,
+}
+
+/// Held while one download writes `ingest_path(digest)`; dropping it lets
+/// the next one in. See [`Store::try_lock_ingest`].
+pub struct IngestGuard {
+    store: Store,
+    digest: String,
+}
+
+impl Drop for IngestGuard {
+    fn drop(&mut self) {
+        self.store.inner.ingesting.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.digest);
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -133,6 +148,7 @@ impl Store {
                 records_lock: Mutex::new(()),
                 gc_lock: RwLock::new(()),
                 fresh: Mutex::new(HashMap::new()),
+                ingesting: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -167,6 +183,15 @@ impl Store {
     pub fn ingest_path(&self, digest: &str) -> PathBuf {
         let h = digest_hex(digest).unwrap_or("invalid-digest");
         self.dir(INGEST).join(format!("sha256-{h}.partial"))
+    }
+
+    /// Claims the ingest file of `digest` for one writer in this process:
+    /// None while another download of the same blob (say, a base layer two
+    /// concurrent pulls share) holds it; that caller waits and then finds
+    /// the blob committed (`has_blob`) or takes over the partial file.
+    pub fn try_lock_ingest(&self, digest: &str) -> Option<IngestGuard> {
+        let mut set = self.inner.ingesting.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(digest.to_string()).then(|| IngestGuard { store: self.clone(), digest: digest.to_string() })
     }
 
     fn mark_fresh(&self, digest: &str) {
@@ -831,6 +856,17 @@ pub(crate) mod tests {
         assert_eq!(std::fs::read_dir(d.path().join(LAYERS)).unwrap().count(), 0);
         let u = store.fs_info().unwrap();
         assert!(u.inodes_used >= 5 && u.used_bytes > 0);
+    }
+
+    #[test]
+    fn one_ingest_writer_per_digest() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let g = store.try_lock_ingest("sha256:aa").unwrap();
+        assert!(store.clone().try_lock_ingest("sha256:aa").is_none());
+        assert!(store.try_lock_ingest("sha256:bb").is_some());
+        drop(g);
+        assert!(store.try_lock_ingest("sha256:aa").is_some());
     }
 
     #[test]
