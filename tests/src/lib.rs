@@ -42,7 +42,7 @@ pub use console::{Console, ConsoleSocket};
 pub use output::{kv, run_ok, with_tmp};
 pub use runtime::Runtime;
 pub use serde_json::{json, Value};
-pub use wait::{poll, wait_for_file, wait_for_text, wait_pid_gone, wait_until, WAIT};
+pub use wait::{poll, wait_bound, wait_for_file, wait_for_text, wait_pid_gone, wait_until, WAIT};
 
 /// The repository root (parent of the `tests/` package).
 pub fn repo_root() -> PathBuf {
