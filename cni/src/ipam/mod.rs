@@ -45,9 +45,6 @@ impl Plugin for Ipam {
         for a in &mine {
             store.release(a.ip)?;
         }
-        if !mine.is_empty() {
-            store.sync_dir()?;
-        }
         Ok(())
     }
 
@@ -85,15 +82,10 @@ impl Plugin for Ipam {
         let cfg = IpamConfig::from_netconf(conf)?;
         let Some(store) = Store::open_existing(&cfg.dir)? else { return Ok(()) };
         let valid: HashSet<(&str, &str)> = valid.iter().map(|a| (a.container_id.as_str(), a.ifname.as_str())).collect();
-        let mut released = 0;
         for a in store.allocations()? {
             if !valid.contains(&(a.container_id.as_str(), a.ifname.as_str())) {
                 store.release(a.ip)?;
-                released += 1;
             }
-        }
-        if released > 0 {
-            store.sync_dir()?;
         }
         Ok(())
     }
