@@ -110,7 +110,7 @@ impl Store {
                     } else {
                         target.into_owned()
                     };
-                    if let Some(t) = clean(&target) {
+                    if let Some(t) = resolve_in_archive(&target) {
                         links.push((name, t));
                     }
                 }
@@ -251,6 +251,23 @@ fn normalise(name: &str) -> std::result::Result<String, String> {
     Reference::parse(name).map(|r| r.to_string()).map_err(|e| format!("image name {name:?}: {e}"))
 }
 
+/// A link target inside the archive, '..' resolved lexically ("y/../x/f" -> "x/f");
+/// None when it leaves the archive.
+fn resolve_in_archive(p: &Path) -> Option<String> {
+    let mut out: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            _ => return None,
+        }
+    }
+    clean(&out.iter().collect::<PathBuf>())
+}
+
 /// "./a/b" -> "a/b"; None for names with '..' or absolute ones.
 fn clean(p: &Path) -> Option<String> {
     let mut out = PathBuf::new();
@@ -335,6 +352,34 @@ mod tests {
         let store3 = Store::open(&d.path().join("store3")).unwrap();
         assert!(matches!(store3.import(&t).unwrap_err(), Error::DigestMismatch { .. }));
         assert!(store3.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn docker_archive_with_symlinked_layers() {
+        // Older `docker save`: a repeated layer is a symlink to the first copy.
+        let l = LayerBuilder::new().file("a", "1").build();
+        let diff = crate::images::sha256_digest(&l);
+        let cfg = serde_json::json!({"architecture": Platform::host().architecture, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff, diff]}});
+        let manifest = serde_json::json!([{"Config": "c.json", "RepoTags": null, "Layers": ["x/layer.tar", "y/layer.tar"]}]);
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [("c.json", serde_json::to_vec(&cfg).unwrap()), ("x/layer.tar", l), ("manifest.json", serde_json::to_vec(&manifest).unwrap())] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, &data[..]).unwrap();
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "y/layer.tar", "../x/layer.tar").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("old.tar");
+        std::fs::write(&p, b.into_inner().unwrap()).unwrap();
+        let store = Store::open(&d.path().join("store")).unwrap();
+        let rec = store.import(&p).unwrap().remove(0);
+        assert_eq!(rec.layers.len(), 2);
+        assert!(rec.repo_tags.is_empty());
     }
 
     #[test]

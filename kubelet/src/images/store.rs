@@ -859,6 +859,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn concurrent_adds_of_one_image_unpack_each_layer_once() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let m = put_image(&store, &[(base(), Compression::Gzip), (LayerBuilder::new().file("t", "t").build(), Compression::Zstd)], "x");
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4).map(|i| {
+                let (store, m) = (store.clone(), m.clone());
+                s.spawn(move || store.add_image(Some(&format!("r/c:{i}")), &m).unwrap().id)
+            }).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(std::fs::read_dir(d.path().join(LAYERS)).unwrap().count(), 2, "two layer dirs, no temp left");
+        let rec = store.get(&ids[0]).unwrap().unwrap();
+        assert_eq!(rec.repo_tags.len(), 4, "{:?}", rec.repo_tags);
+    }
+
+    #[test]
+    fn threshold_gc_removes_unused_unpinned_images() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        for (i, tag) in ["r/a:1", "r/b:1", "r/c:1"].iter().enumerate() {
+            let m = put_image(&store, &[(LayerBuilder::new().file("f", &i.to_string()).build(), Compression::Gzip)], tag);
+            store.add_image(Some(tag), &m).unwrap();
+        }
+        store.set_pinned("r/a:1", true).unwrap();
+        let used = store.get("r/b:1").unwrap().unwrap().id;
+        // Far below 101%: nothing happens.
+        assert!(store.gc_threshold(101.0, 100.0, &|_| None).unwrap().is_none());
+        // Always above: everything unpinned and unused goes.
+        let rep = store.gc_threshold(0.0, 0.0, &|r| (r.id == used).then(|| "container x".to_string())).unwrap().unwrap();
+        assert_eq!(rep.layers_removed, 1);
+        let left: Vec<String> = store.list().unwrap().into_iter().flat_map(|r| r.repo_tags).collect();
+        assert_eq!(left.len(), 2);
+        assert!(left.contains(&"r/a:1".to_string()) && left.contains(&"r/b:1".to_string()));
+    }
+
+    #[test]
     fn one_ingest_writer_per_digest() {
         let d = tempfile::tempdir().unwrap();
         let store = Store::open(d.path()).unwrap();
