@@ -1,3 +1,11 @@
-//! berthlet: Berth's node daemon (CRI server, images, pods).
+//! berthlet: Berth's node daemon. It serves CRI v1 (`runtime.v1`) and Berth's own
+//! `berth.images.v1` over gRPC on one unix socket; see kubelet/README.md.
 
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod cri;
 pub mod images;
+pub mod lock;
+pub mod proto;
+pub mod server;
