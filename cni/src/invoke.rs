@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Stdio};
 
-use crate::spec::{code, CniResult, Command, Error, NetConf};
+use crate::spec::{code, CniResult, Command, Env, Error, NetConf};
 
 /// Finds `plugin_type` in the `CNI_PATH` directories (first match wins).
 pub fn find_plugin(plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf, Error> {
@@ -79,13 +79,41 @@ pub fn exec_path(path: &Path, command: &str, env: &[(&str, &str)], stdin: &[u8])
 
 /// Delegates `command` to the IPAM plugin named in `conf.ipam.type`, giving it the whole
 /// network config (as the spec says). ADD returns the parsed result; the others None.
+///
+/// When that plugin is berth-ipam (found in CNI_PATH like any other), its code runs in
+/// this process instead of an exec: same library, same store and lock, same result, one
+/// process start less per call (the exec was a third of an ADD here).
 pub fn delegate(conf: &NetConf, command: Command) -> Result<Option<CniResult>, Error> {
     let t = conf.ipam_type()?;
+    let path = find_plugin(t, &cni_path())?;
+    if t == crate::ipam::PLUGIN_NAME {
+        return delegate_in_process(conf, command);
+    }
     let stdin = serde_json::to_vec(&conf.raw).expect("config serialises");
-    let out = exec_plugin(t, command.as_str(), &[], &stdin)?;
+    let out = exec_path(&path, command.as_str(), &[], &stdin)?;
     match command {
         Command::Add => CniResult::parse(&out, &format!("result of IPAM plugin {t:?}")).map(Some),
         _ => Ok(None),
+    }
+}
+
+fn delegate_in_process(conf: &NetConf, command: Command) -> Result<Option<CniResult>, Error> {
+    use crate::skel::Plugin;
+    let ipam = crate::ipam::Ipam;
+    // The delegate sees this process's CNI environment with CNI_COMMAND = `command`.
+    let env = Env::from_lookup(|k| if k == "CNI_COMMAND" { Some(command.as_str().to_string()) } else { std::env::var(k).ok() })?;
+    crate::spec::version::check_supported(&conf.cni_version, ipam.versions())?;
+    match command {
+        Command::Add => {
+            let r = ipam.add(&env, conf)?;
+            r.validate("result of IPAM plugin \"berth-ipam\"")?;
+            Ok(Some(r))
+        }
+        Command::Del => ipam.del(&env, conf).map(|_| None),
+        Command::Check => ipam.check(&env, conf).map(|_| None),
+        Command::Status => ipam.status(conf).map(|_| None),
+        Command::Gc => ipam.gc(conf, &conf.valid_attachments()?).map(|_| None),
+        Command::Version => Ok(None),
     }
 }
 

@@ -21,12 +21,15 @@ use store::{Allocation, Store};
 use crate::skel::Plugin;
 use crate::spec::{code, Attachment, CniResult, Env, Error, IpConfig, NetConf};
 
+/// The plugin's name (its binary, its `ipam.type`).
+pub const PLUGIN_NAME: &str = "berth-ipam";
+
 /// The berth-ipam plugin.
 pub struct Ipam;
 
 impl Plugin for Ipam {
     fn name(&self) -> &'static str {
-        "berth-ipam"
+        PLUGIN_NAME
     }
 
     fn add(&self, env: &Env, conf: &NetConf) -> Result<CniResult, Error> {
