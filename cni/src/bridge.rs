@@ -7,7 +7,8 @@
 //!
 //! `vlan`/`vlanTrunk` need bridge VLAN filtering in the kernel: where the kernel
 //! lacks it (EOPNOTSUPP) ADD fails with a clear error; nothing is faked.
-//! `macspoofchk` drops frames from the host veth whose source MAC is not the
+//! `ipMasq` masquerades the pod's addresses through [`crate::nat`] (Berth's table
+//! `inet berth-cni`, rules tagged per attachment). `macspoofchk` drops frames from the host veth whose source MAC is not the
 //! pod's, in Berth's own nftables table `bridge berth-cni-mac` (rules tagged per
 //! attachment, through the `nft` command).
 
@@ -20,7 +21,7 @@ use serde_json::Value;
 use crate::netlink::{mac_to_string, parse_mac, Link, Netlink, NetlinkError, Route, VethSpec};
 use crate::netns::{NetNs, NetnsError};
 use crate::skel::Plugin;
-use crate::spec::{self, code, Attachment, CniResult, Command, Env, Error, Interface, NetConf};
+use crate::spec::{self, Attachment, CniResult, Command, Env, Error, Interface, NetConf};
 
 /// The plugin (stateless: everything is read from the kernel and the config).
 pub struct Bridge;
@@ -252,6 +253,10 @@ impl Plugin for Bridge {
             if !have.contains(&ip.address) {
                 return Err(Error::internal(format!("address {} is missing from {} in {sandbox}", ip.address, env.ifname)));
             }
+        }
+        if c.ip_masq {
+            let mine: Vec<IpNet> = prev.ips.iter().filter(|ip| ip.interface == Some(idx)).map(|ip| ip.address).collect();
+            crate::nat::masquerade_check(&conf.name, &env.container_id, &env.ifname, &mine)?;
         }
         let routes = pnl.routes().map_err(nl)?;
         for r in &prev.routes {
@@ -590,26 +595,23 @@ fn rollback(env: &Env, conf: &NetConf, c: &BridgeConf, node_nl: &mut Netlink, un
     let _ = c;
 }
 
-/// The tag of one attachment's rules.
+/// The tag of one attachment's rules (the nat module's, so every Berth rule reads alike).
 fn tag(network: &str, container_id: &str, ifname: &str) -> String {
-    format!("berth:{network}:{container_id}:{ifname}")
+    crate::nat::Tag::new(network, container_id, ifname).to_string()
 }
 
-// ---- ipMasq (rules owned by the nat module) ----
+// ---- ipMasq: rules of the nat module (table inet berth-cni, chain masquerade) ----
 
 fn masq_add(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> Result<(), Error> {
-    let _ = (network, container_id, ifname, ips);
-    Err(Error::new(code::UNSUPPORTED_FIELD, "ipMasq is not available in this build yet"))
+    crate::nat::masquerade_add(network, container_id, ifname, ips)
 }
 
 fn masq_del(network: &str, container_id: &str, ifname: &str) -> Result<(), Error> {
-    let _ = (network, container_id, ifname);
-    Ok(())
+    crate::nat::masquerade_del(network, container_id, ifname)
 }
 
 fn masq_gc(network: &str, valid: &[Attachment]) -> Result<(), Error> {
-    let _ = (network, valid);
-    Ok(())
+    crate::nat::masquerade_gc(network, valid)
 }
 
 // ---- macspoofchk: nftables, table `bridge berth-cni-mac` ----
@@ -692,6 +694,7 @@ fn macspoof_gc(network: &str, keep: &[String]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::code;
 
     fn conf(extra: Value) -> NetConf {
         let mut v = serde_json::json!({"cniVersion": "1.1.0", "name": "n", "type": "berth-bridge"});

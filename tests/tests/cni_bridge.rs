@@ -37,7 +37,9 @@ fn del(node: &Node, c: &Value, cid: &str, netns: Option<&Path>) {
 /// Nothing of any attachment left: no veth on the node, no allocation.
 #[track_caller]
 fn assert_clean(node: &Node) {
-    assert_eq!(node.links_of("veth"), Vec::<String>::new(), "veths left on the node");
+    // up0 is the test's own link to the "outside" netns.
+    let veths: Vec<String> = node.links_of("veth").into_iter().filter(|l| l != "up0").collect();
+    assert_eq!(veths, Vec::<String>::new(), "veths left on the node");
     assert_eq!(allocations(&node.tmp().join("ipam")), Vec::<String>::new(), "IPAM allocations left");
 }
 
@@ -347,5 +349,74 @@ fn a_failure_late_in_add_undoes_everything() {
     o.err(999, &["10.40.0.0/16", "192.168.77.1"]);
     assert!(p.link("eth0").is_none(), "pod interface left behind");
     assert!(node.link("br-berth").is_none(), "bridge made by the failed ADD left behind");
+    assert_clean(&node);
+}
+
+/// A second netns plays the outside world, wired to the node by a veth; it has
+/// no route back to the pod subnet, so a pod's ping gets an answer only when
+/// the node masquerades it.
+fn outside(node: &Node) -> Netns {
+    let out = node.pod();
+    node.sh_ok(&format!(
+        "ip link add up0 type veth peer name eth0 netns {} && ip addr add 10.99.0.1/24 dev up0 && ip link set up0 up",
+        out.path().display()
+    ));
+    out.sh_ok("ip addr add 10.99.0.2/24 dev eth0 && ip link set eth0 up");
+    out
+}
+
+#[test]
+fn ip_masq_rules_follow_add_check_del_and_gc() {
+    let Some(node) = Node::new() else { return };
+    let world = outside(&node);
+    let c = conf(&node, json!({"isDefaultGateway": true, "ipMasq": true}));
+    let (p1, p2) = (node.pod(), node.pod());
+    let r1 = add(&node, &c, "m1", &p1);
+    add(&node, &c, "m2", &p2);
+    let rules = node.nft_ruleset();
+    assert!(rules.contains("table inet berth-cni"), "{rules}");
+    assert!(rules.contains(&format!("{} ", ip_of(&r1))) && rules.contains("masquerade"), "{rules}");
+    assert!(rules.contains("berth:testnet:m1:eth0") && rules.contains("berth:testnet:m2:eth0"), "{rules}");
+    assert!(p1.ping("10.99.0.2"), "masqueraded pod reaches the outside netns");
+
+    let mut chk = c.clone();
+    chk["prevResult"] = r1.clone();
+    call(&node, "berth-bridge", "CHECK", &chk, "m1", Some(&p1.path()), "eth0").ok();
+
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "m1", "ifname": "eth0"}]);
+    call(&node, "berth-bridge", "GC", &gc, "", None, "").ok();
+    let rules = node.nft_ruleset();
+    assert!(rules.contains("berth:testnet:m1:eth0") && !rules.contains("berth:testnet:m2:eth0"), "{rules}");
+    // CHECK notices m1's rule going missing.
+    // "masquerade" is an nft keyword: the chain is named through the JSON interface.
+    node.sh_ok(r#"echo '{"nftables":[{"flush":{"chain":{"family":"inet","table":"berth-cni","name":"masquerade"}}}]}' | nft -j -f -"#);
+    call(&node, "berth-bridge", "CHECK", &chk, "m1", Some(&p1.path()), "eth0").err(999, &["masquerade", "berth:testnet:m1:eth0"]);
+    assert!(!p1.ping("10.99.0.2"), "without the rule the outside cannot answer");
+
+    for (id, p) in [("m1", &p1), ("m2", &p2)] {
+        del(&node, &c, id, Some(&p.path()));
+        del(&node, &c, id, Some(&p.path()));
+    }
+    assert!(!node.nft_ruleset().contains("berth:testnet:"), "{}", node.nft_ruleset());
+    assert_clean(&node);
+    drop(world);
+}
+
+#[test]
+fn without_ip_masq_the_outside_cannot_answer_and_a_failed_add_leaves_no_rule() {
+    let Some(node) = Node::new() else { return };
+    let _world = outside(&node);
+    let c = conf(&node, json!({"isDefaultGateway": true}));
+    let p = node.pod();
+    add(&node, &c, "plain", &p);
+    assert!(!p.ping("10.99.0.2"), "no masquerade: replies have no way back");
+    assert!(!node.nft_ruleset().contains("berth:"), "{}", node.nft_ruleset());
+    del(&node, &c, "plain", Some(&p.path()));
+    // A late failure after the masquerade rule was added takes it back too.
+    let mut c = conf(&node, json!({"isGateway": true, "ipMasq": true, "macspoofchk": true}));
+    c["ipam"]["routes"] = json!([{"dst": "10.40.0.0/16", "gw": "192.168.77.1"}]);
+    call(&node, "berth-bridge", "ADD", &c, "late", Some(&p.path()), "eth0").err(999, &["192.168.77.1"]);
+    assert!(!node.nft_ruleset().contains("berth:"), "{}", node.nft_ruleset());
     assert_clean(&node);
 }
