@@ -144,6 +144,8 @@ fn del_succeeds_after_the_pod_netns_is_gone() {
     node.delete_pod(&p);
     del(&node, &c, "gone", Some(&p.path()));
     del(&node, &c, "gone", None);
+    // The kernel destroys a deleted netns (and the veth pair with it) asynchronously.
+    berth_tests::poll(std::time::Duration::from_secs(10), || node.links_of("veth").is_empty());
     assert_clean(&node);
 }
 
