@@ -5,12 +5,13 @@
 //! The plugin runs in the node's netns; the pod's side is reached through a
 //! netlink socket opened inside `CNI_NETNS` (see [`crate::netns`]).
 //!
-//! `vlan`/`vlanTrunk` need bridge VLAN filtering in the kernel: where the kernel
+//! `vlan` needs bridge VLAN filtering in the kernel (`vlanTrunk` is refused, code 2): where the kernel
 //! lacks it (EOPNOTSUPP) ADD fails with a clear error; nothing is faked.
 //! `ipMasq` masquerades the pod's addresses through [`crate::nat`] (Berth's table
 //! `inet berth-cni`, rules tagged per attachment). `macspoofchk` drops frames from the host veth whose source MAC is not the
 //! pod's, in Berth's own nftables table `bridge berth-cni-mac` (rules tagged per
-//! attachment, through the `nft` command).
+//! attachment as the nat module tags its own, through the `nft` command; the table and
+//! its chain stay once made, as nat's do).
 
 use std::net::IpAddr;
 
@@ -78,6 +79,9 @@ impl BridgeConf {
                 return Err(Error::invalid_config(format!("network {:?}: invalid mtu {m}", conf.name)));
             }
         }
+        if c.vlan_trunk.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(Error::new(spec::code::UNSUPPORTED_FIELD, format!("network {:?}: vlanTrunk is not supported by berth-bridge", conf.name)));
+        }
         // isDefaultGateway implies isGateway (reference behaviour).
         if c.is_default_gateway {
             c.is_gateway = true;
@@ -86,7 +90,7 @@ impl BridgeConf {
     }
 
     fn wants_vlan(&self) -> bool {
-        self.vlan != 0 || self.vlan_trunk.as_ref().is_some_and(|v| !v.is_null())
+        self.vlan != 0
     }
 }
 
@@ -668,18 +672,26 @@ fn macspoof_add(host_veth: &str, mac: &[u8], tag: &str) -> Result<(), Error> {
     .map(|_| ())
 }
 
+/// Deletes our rules whose tag satisfies `pred`, by handle, in one transaction. The
+/// table and chain stay: deleting them could race with a concurrent ADD and drop its
+/// rule. A transaction that loses a race with another delete (a handle already gone)
+/// fails whole and is retried on a fresh listing.
 fn macspoof_del_where(pred: impl Fn(&str) -> bool) -> Result<(), Error> {
-    let rules = macspoof_rules()?;
-    let mine: Vec<u64> = rules.iter().filter(|(_, c)| pred(c)).map(|(h, _)| *h).collect();
-    if mine.is_empty() {
-        return Ok(());
+    let mut last = None;
+    for _ in 0..5 {
+        let rules = macspoof_rules()?;
+        let mine: Vec<u64> = rules.iter().filter(|(_, c)| pred(c)).map(|(h, _)| *h).collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        let script: String =
+            mine.iter().map(|h| format!("delete rule bridge {MAC_TABLE} prerouting handle {h}\n")).collect();
+        match nft(&script) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
     }
-    let mut script: String =
-        mine.iter().map(|h| format!("delete rule bridge {MAC_TABLE} prerouting handle {h}\n")).collect();
-    if mine.len() == rules.len() {
-        script += &format!("delete table bridge {MAC_TABLE}\n");
-    }
-    nft(&script).map(|_| ())
+    Err(last.expect("at least one attempt"))
 }
 
 fn macspoof_del(tag: &str) -> Result<(), Error> {
@@ -713,6 +725,8 @@ mod tests {
             let e = BridgeConf::parse(&conf(bad.clone())).unwrap_err();
             assert_eq!(e.code, code::INVALID_CONFIG, "{bad}: {e}");
         }
+        let e = BridgeConf::parse(&conf(serde_json::json!({"vlanTrunk": [{"id": 5}]}))).unwrap_err();
+        assert_eq!(e.code, code::UNSUPPORTED_FIELD, "{e}");
     }
 
     #[test]

@@ -238,7 +238,7 @@ fn macspoofchk_rule_is_added_and_removed() {
     p.sh_ok("ip link set eth0 address 0a:58:0a:16:00:ee");
     assert!(!p.ping("10.22.0.1"), "a forged source MAC must be dropped");
     del(&node, &c, "spoof", Some(&p.path()));
-    assert!(!node.nft_ruleset().contains("berth-cni-mac"), "{}", node.nft_ruleset());
+    assert!(!node.nft_ruleset().contains("berth:testnet:"), "{}", node.nft_ruleset());
     assert_clean(&node);
 }
 
@@ -335,7 +335,7 @@ fn gc_releases_stale_attachments_and_status_answers() {
     // GC is for the plugin's own state: the stale pod's link is the runtime's to DEL.
     del(&node, &c, "stale", Some(&p2.path()));
     del(&node, &c, "keep", Some(&p1.path()));
-    assert!(!node.nft_ruleset().contains("berth-cni-mac"));
+    assert!(!node.nft_ruleset().contains("berth:testnet:"), "{}", node.nft_ruleset());
     assert_clean(&node);
 }
 
