@@ -52,6 +52,11 @@ pub enum ConfigError {
 pub struct RegistryEntry {
     pub username: Option<String>,
     pub password: Option<String>,
+    /// A bearer token sent as is, instead of username/password.
+    pub token: Option<String>,
+    /// Plain HTTP for this registry (same as listing it in insecure_registries).
+    #[serde(default)]
+    pub insecure: bool,
     /// PEM file with the CA(s) that sign this registry's certificate, in
     /// addition to the system's.
     pub ca_file: Option<PathBuf>,

@@ -12,7 +12,12 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::cri::RuntimeServiceImpl;
+use crate::cri::{ImageServiceImpl, RuntimeServiceImpl};
+use crate::image_manager::ImageManager;
+use crate::images::Store;
+use crate::images_api::ImagesApi;
+use crate::proto::images_v1::images_server::ImagesServer;
+use k8s_cri::v1::image_service_server::ImageServiceServer;
 use crate::lock::{InstanceLock, LockError};
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
@@ -38,6 +43,8 @@ pub enum ServerError {
         socket: PathBuf,
         source: tonic::transport::Error,
     },
+    #[error("open image store: {0}")]
+    Store(#[from] crate::images::Error),
     #[error("install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -67,7 +74,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let mut node = Node::prepare(&config)?;
+    // Only the lock holder opens the store: it is the store's only writer.
+    let store = Store::open(&config.images_dir())?;
+    let images = ImageManager::new(store, config.image_gc);
     let listener = node.listen()?;
+    let gc_task = tokio::spawn(images.clone().gc_loop());
     info!(
         socket = %config.socket.display(),
         state_dir = %config.state_dir.display(),
@@ -91,7 +102,9 @@ pub async fn serve(
     };
 
     let router = tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(RuntimeServiceImpl));
+        .add_service(RuntimeServiceServer::new(RuntimeServiceImpl))
+        .add_service(ImageServiceServer::new(ImageServiceImpl::new(images.clone())))
+        .add_service(ImagesServer::new(ImagesApi::new(images)));
     let server = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopping);
 
     let mut stop_for_grace = stop_rx;
@@ -106,6 +119,7 @@ pub async fn serve(
             Ok(())
         }
     };
+    gc_task.abort();
     remove_socket(&node.socket, node.socket_id);
     info!("stopped");
     drop(node);
