@@ -18,7 +18,7 @@
 //! `BERTH_BIN_DIR`, `BERTH_ROOTFS`, `BERTH_IN_VM=1`, `BERTH_TEST_TIMEOUT`
 //! (seconds per runtime call, default 30), `BERTH_TEST_KEEP` (keep temp dirs).
 
-pub mod berthlet;
+pub mod berthlet_daemon;
 pub mod bundle;
 pub mod cni;
 pub mod cmd;

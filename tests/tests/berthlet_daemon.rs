@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use berth_tests::berthlet::{cri, Daemon};
+use berth_tests::berthlet_daemon::{cri, Daemon};
 
 #[test]
 fn version_status_and_socket() {

@@ -1,7 +1,7 @@
 //! berthlet's CRI ImageService and `berthlet image` end to end, on images
 //! imported from an OCI layout (tests/src/images.rs builds them).
 
-use berth_tests::berthlet::{cri, images_v1, Daemon};
+use berth_tests::berthlet_daemon::{cri, images_v1, Daemon};
 use berth_tests::images::TestImages;
 
 fn spec(image: &str) -> Option<cri::ImageSpec> {

@@ -1,7 +1,7 @@
 //! A real `berthlet` daemon on temporary dirs, and gRPC clients for it.
 //!
 //! ```no_run
-//! use berth_tests::berthlet::Daemon;
+//! use berth_tests::berthlet_daemon::Daemon;
 //! let Some(mut d) = Daemon::for_test() else { return }; // SKIP when not root
 //! d.start(&[]);                                        // waits for the socket
 //! let v = d.block_on(async { d.cri_runtime().await.version(Default::default()).await }).unwrap();
