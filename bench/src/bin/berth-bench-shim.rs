@@ -474,8 +474,10 @@ impl Bench {
                     .arg(&mon.exits)
                     .arg("--pid-file")
                     .arg(mon.pid_file(id))
+                    // Private per container (the shim's control socket and exec
+                    // files live there), as conmon makes <dir>/<cuuid>/ itself.
                     .arg("--socket-dir")
-                    .arg(&mon.socks);
+                    .arg(mon.socks.join(id));
                 if start {
                     c.arg("--start");
                 }
