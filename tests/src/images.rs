@@ -43,7 +43,7 @@ pub enum Compression {
 }
 
 /// A descriptor as written in manifests and indexes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Desc {
     pub media_type: String,
     pub digest: String,
@@ -63,7 +63,7 @@ pub struct Layout {
 }
 
 /// What an image built into a layout consists of.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BuiltImage {
     pub manifest: Desc,
     pub config: Desc,
@@ -208,7 +208,11 @@ fn write(root: &Path, rel: &str, content: &str) {
     std::fs::write(p, content).unwrap();
 }
 
+/// Bumped when the small images' recipe changes.
+const SMALL_RECIPE: &str = "small-v1";
+
 /// The small test images, in one layout under `dir`, tags: busybox, layered, multiarch, zstd.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TestImages {
     pub layout: PathBuf,
     pub busybox: BuiltImage,
@@ -220,6 +224,32 @@ pub struct TestImages {
 }
 
 impl TestImages {
+    /// Built once and kept in `<repo>/.cache/images/<recipe>-<busybox stamp hash>` (made
+    /// in a temp dir and renamed into place, so parallel test binaries are safe).
+    pub fn cached() -> TestImages {
+        let stamp = std::fs::read(crate::repo_root().join(".cache/rootfs/busybox.stamp")).unwrap_or_default();
+        let key = &sha256(&stamp)[7..19];
+        let dir = crate::repo_root().join(".cache/images").join(format!("{SMALL_RECIPE}-{key}"));
+        let meta = dir.join("images.json");
+        if let Ok(b) = std::fs::read(&meta) {
+            if let Ok(mut t) = serde_json::from_slice::<TestImages>(&b) {
+                t.layout = dir.join("layout");
+                return t;
+            }
+        }
+        let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let t = TestImages::build(&tmp);
+        std::fs::write(tmp.join("images.json"), serde_json::to_vec(&t).unwrap()).unwrap();
+        if std::fs::rename(&tmp, &dir).is_err() {
+            // Another process won the race: use its copy.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        let mut t: TestImages = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        t.layout = dir.join("layout");
+        t
+    }
+
     pub fn build(dir: &Path) -> TestImages {
         let rootfs = crate::rootfs();
         let work = dir.join("work");

@@ -17,9 +17,7 @@ fn setup() -> bool {
 }
 
 fn build_images() -> (std::path::PathBuf, TestImages) {
-    let dir = tempdir("berth-registry-images");
-    let imgs = TestImages::build(&dir);
-    (dir, imgs)
+    (tempdir("berth-registry-test"), TestImages::cached())
 }
 
 fn client(cfg: &RegistryConfig, host: &str, auth: Option<Auth>) -> Client {

@@ -4,6 +4,7 @@
 pub mod gc;
 pub mod import;
 pub mod oci;
+pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod snapshot;
@@ -60,6 +61,11 @@ pub enum Error {
     Mount { target: PathBuf, source: std::io::Error },
     #[error("unmount {}: {source}", target.display())]
     Unmount { target: PathBuf, source: std::io::Error },
+    /// A pull failed talking to the registry; `kind()` of the inner error gives its class.
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error(transparent)]
+    Reference(#[from] reference::ReferenceError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -71,7 +77,11 @@ impl Error {
 
     /// True for errors that mean "no such image/blob" (CRI NotFound).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::ImageNotFound(_) | Error::BlobNotFound(_))
+        match self {
+            Error::ImageNotFound(_) | Error::BlobNotFound(_) => true,
+            Error::Registry(e) => e.kind() == registry::ErrorKind::NotFound,
+            _ => false,
+        }
     }
 }
 
