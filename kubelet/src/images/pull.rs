@@ -167,12 +167,19 @@ fn check_manifest(image: &str, digest: &str, m: &oci::Manifest) -> Result<()> {
 
 /// Ensures blob `d` is in the store: download (resuming), then `commit_blob` verifies it.
 async fn fetch(store: &Store, client: &Client, image: &str, repo: &str, d: &Descriptor, progress: Option<&UnboundedSender<Progress>>) -> Result<()> {
-    if store.has_blob(&d.digest) {
-        if let Some(p) = progress {
-            let _ = p.send(Progress::Layer { digest: d.digest.clone(), done: d.size, total: d.size });
+    // One writer per ingest file: a pull sharing this blob with another waits for it.
+    let _guard = loop {
+        if store.has_blob(&d.digest) {
+            if let Some(p) = progress {
+                let _ = p.send(Progress::Layer { digest: d.digest.clone(), done: d.size, total: d.size });
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
+        match store.try_lock_ingest(&d.digest) {
+            Some(g) => break g,
+            None => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    };
     let ingest = store.ingest_path(&d.digest);
     let report = |done: u64| {
         if let Some(p) = progress {
