@@ -47,6 +47,18 @@ fn image_code(e: &E) -> Code {
         | E::Import { .. } => Code::InvalidArgument,
         E::DigestMismatch { .. } | E::SizeMismatch { .. } | E::DiffIdMismatch { .. } => Code::DataLoss,
         E::InUse { .. } => Code::FailedPrecondition,
+        E::Reference(_) => Code::InvalidArgument,
+        E::Registry(r) => {
+            use crate::images::registry::ErrorKind as K;
+            match r.kind() {
+                K::NotFound => Code::NotFound,
+                K::Unauthenticated => Code::Unauthenticated,
+                K::Unavailable => Code::Unavailable,
+                K::DataLoss => Code::DataLoss,
+                K::InvalidArgument => Code::InvalidArgument,
+                K::Internal => Code::Internal,
+            }
+        }
         _ => Code::Internal,
     }
 }
