@@ -1,7 +1,38 @@
-//! What the `scripts/bench` drivers share: the OCI config they run and the
-//! statistics they print.
+//! What the `scripts/bench` drivers share: the OCI config they run, the
+//! statistics they print, and how they stop cleanly on a signal.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// True once SIGINT, SIGTERM or SIGHUP arrived: finish the current step, clean up.
+pub fn stopped() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Makes this process a child subreaper (so every container process the
+/// runtimes leave behind is ours to reap) and turns SIGINT/SIGTERM/SIGHUP
+/// into [`stopped`].
+pub fn subreaper_and_stop_signals() -> std::io::Result<()> {
+    // SAFETY: prctl and sigaction with valid arguments; the handler only
+    // stores to an atomic.
+    unsafe {
+        if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+    Ok(())
+}
 
 /// `runc spec`'s defaults (namespaces pid, network, ipc, uts, mount; its
 /// mounts, masked and read-only paths, capabilities, rlimit, no new

@@ -23,16 +23,10 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_bench::{config, median, p90, ratio};
+use berth_bench::{config, median, p90, ratio, stopped, subreaper_and_stop_signals};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
 
 struct Rt {
     name: String,
@@ -441,18 +435,8 @@ fn report(rts: &[Rt], opts: &Opts, done: usize) {
 
 fn main() {
     let opts = parse_opts();
-    unsafe {
-        if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
-            fatal(&format!(
-                "PR_SET_CHILD_SUBREAPER: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as *const () as usize;
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
-        libc::sigaction(libc::SIGHUP, &sa, std::ptr::null_mut());
+    if let Err(e) = subreaper_and_stop_signals() {
+        fatal(&format!("PR_SET_CHILD_SUBREAPER: {e}"));
     }
     let scratch = opts.dir.join("scratch");
     fs::create_dir_all(&scratch).unwrap();
@@ -512,7 +496,7 @@ fn main() {
     'outer: for i in 0..total {
         let measuring = i >= opts.warmup;
         for k in 0..n {
-            if STOP.load(Ordering::SeqCst) {
+            if stopped() {
                 break 'outer;
             }
             let r = &mut rts[(i + k) % n];
@@ -524,7 +508,7 @@ fn main() {
         }
         if opts.run {
             for k in 0..n {
-                if STOP.load(Ordering::SeqCst) {
+                if stopped() {
                     break 'outer;
                 }
                 let r = &mut rts[(i + k) % n];
@@ -547,7 +531,7 @@ fn main() {
             }
         }
     }
-    let interrupted = STOP.load(Ordering::SeqCst);
+    let interrupted = stopped();
     // Only complete iterations count: trim runtimes that got one sample more.
     for r in &mut rts {
         r.life.truncate(done);

@@ -33,20 +33,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_bench::{config, median, p90, ratio};
+use berth_bench::{config, median, p90, ratio, stopped, subreaper_and_stop_signals};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn stopped() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -882,20 +872,8 @@ impl Bench {
 
 fn main() {
     let opts = parse_opts();
-    // SAFETY: prctl and sigaction with valid arguments; the handler only
-    // stores to an atomic.
-    unsafe {
-        if libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0 {
-            fatal_plain(&format!(
-                "PR_SET_CHILD_SUBREAPER: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as *const () as usize;
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
-        libc::sigaction(libc::SIGHUP, &sa, std::ptr::null_mut());
+    if let Err(e) = subreaper_and_stop_signals() {
+        fatal_plain(&format!("PR_SET_CHILD_SUBREAPER: {e}"));
     }
     let scratch = opts.dir.join("scratch");
     fs::create_dir_all(&scratch).unwrap();
