@@ -201,23 +201,17 @@ mod tests {
         PullProgress { event: Some(e) }
     }
 
+    /// The `Resolved` event of image "r" (manifest "m") with one layer.
+    fn resolved_one(digest: &str, size: u64) -> PullProgress {
+        let layers = vec![Layer { digest: digest.into(), size }];
+        ev(Event::Resolved(Resolved { reference: "r".into(), manifest_digest: "m".into(), layers }))
+    }
+
     #[test]
     fn plain_lines() {
         let mut v = PullView::new(false);
         let mut out = Vec::new();
-        let layers = vec![Layer {
-            digest: "sha256:aaaaaaaaaaaaaaaa".into(),
-            size: 2048,
-        }];
-        v.event(
-            &mut out,
-            ev(Event::Resolved(Resolved {
-                reference: "r".into(),
-                manifest_digest: "m".into(),
-                layers,
-            })),
-        )
-        .unwrap();
+        v.event(&mut out, resolved_one("sha256:aaaaaaaaaaaaaaaa", 2048)).unwrap();
         v.event(
             &mut out,
             ev(Event::Layer(LayerProgress {
@@ -256,19 +250,7 @@ mod tests {
     fn terminal_redraws_in_place() {
         let mut v = PullView::new(true);
         let mut out = Vec::new();
-        let layers = vec![Layer {
-            digest: "sha256:bbbbbbbbbbbbbbbb".into(),
-            size: 100,
-        }];
-        v.event(
-            &mut out,
-            ev(Event::Resolved(Resolved {
-                reference: "r".into(),
-                manifest_digest: "m".into(),
-                layers,
-            })),
-        )
-        .unwrap();
+        v.event(&mut out, resolved_one("sha256:bbbbbbbbbbbbbbbb", 100)).unwrap();
         v.event(
             &mut out,
             ev(Event::LayerDone("sha256:bbbbbbbbbbbbbbbb".into())),
