@@ -241,20 +241,11 @@ impl CniOut {
 
 /// Address files (named by an address) left in an IPAM dataDir, recursively, sorted.
 pub fn allocations(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
-                if n.parse::<std::net::IpAddr>().is_ok() {
-                    out.push(n.to_string());
-                }
-            }
-        }
-    }
+    let mut out: Vec<String> = crate::netns::Node::files_under(dir)
+        .into_iter()
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+        .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+        .collect();
     out.sort();
     out
 }

@@ -54,6 +54,23 @@ impl Netns {
     }
 
     /// `sh -c script` inside this netns.
+    /// Rules of table `inet berth-cni` here (the CNI plugins' nftables table), as
+    /// (chain, comment, handle); empty when the table does not exist.
+    pub fn berth_cni_rules(&self) -> Vec<(String, String, u64)> {
+        let o = self.sh("nft -j list table inet berth-cni");
+        if !o.status.success() {
+            return vec![];
+        }
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o.get("rule"))
+            .map(|r| (r["chain"].as_str().unwrap().to_string(), r["comment"].as_str().unwrap_or("").to_string(), r["handle"].as_u64().unwrap()))
+            .collect()
+    }
+
     pub fn sh(&self, script: &str) -> Output {
         self.cmd("sh").args(["-c", script]).output().unwrap_or_else(|e| panic!("nsenter {}: {e}", self.name))
     }

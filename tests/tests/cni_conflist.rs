@@ -144,18 +144,7 @@ fn run(portmap_type: &str, mapping_rules: impl Fn(&Netns) -> usize) {
 
 /// Rules berth-portmap added (table inet berth-cni, hostport chains).
 fn berth_rules(node: &Netns) -> usize {
-    let o = node.sh("nft -j list table inet berth-cni");
-    if !o.status.success() {
-        return 0;
-    }
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| o.get("rule"))
-        .filter(|r| r["chain"].as_str().unwrap().starts_with("hostport-"))
-        .count()
+    node.berth_cni_rules().iter().filter(|(chain, _, _)| chain.starts_with("hostport-")).count()
 }
 
 /// Per-container DNAT rules of the reference portmap (iptables chains `CNI-DN-*`).

@@ -141,26 +141,10 @@ fn pod_ip(result: &Value, v6: bool) -> String {
         .unwrap_or_else(|| panic!("no {} address in {result}", if v6 { "IPv6" } else { "IPv4" }))
 }
 
-/// Rules of table inet berth-cni in the node: chain -> (comment, handle) list.
-fn rules(node: &Netns) -> Vec<(String, String, u64)> {
-    let o = node.sh("nft -j list table inet berth-cni");
-    if !o.status.success() {
-        return vec![];
-    }
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| o.get("rule"))
-        .map(|r| (r["chain"].as_str().unwrap().to_string(), r["comment"].as_str().unwrap_or("").to_string(), r["handle"].as_u64().unwrap()))
-        .collect()
-}
-
 /// How many rules carry `tag`, per chain.
 fn tagged(node: &Netns, tag: &str) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
-    for (chain, comment, _) in rules(node) {
+    for (chain, comment, _) in node.berth_cni_rules() {
         if comment == tag {
             *m.entry(chain).or_default() += 1;
         }
@@ -215,7 +199,7 @@ fn tcp_and_udp_host_ports_reach_the_pod_from_node_localhost_and_pods() {
 
     // CHECK passes, and fails once a rule is gone.
     call(&node, &portmap(), &att("CHECK", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("CHECK: {e}"));
-    let (chain, _, handle) = rules(&node).into_iter().find(|(c, t, _)| c == "hostport-snat" && t == tag).unwrap();
+    let (chain, _, handle) = node.berth_cni_rules().into_iter().find(|(c, t, _)| c == "hostport-snat" && t == tag).unwrap();
     node.sh_ok(&format!("nft delete rule inet berth-cni {chain} handle {handle}"));
     let err = call(&node, &portmap(), &att("CHECK", "pm-c1", &p1.path()), &conf).expect_err("CHECK with a rule missing");
     assert!(err["msg"].as_str().unwrap().contains("missing"), "{err}");
@@ -231,7 +215,7 @@ fn tcp_and_udp_host_ports_reach_the_pod_from_node_localhost_and_pods() {
     drop(srv);
     detach(&node, &p1, "pm-c1", false);
     detach(&node, &p2, "pm-c2", false);
-    assert!(rules(&node).is_empty(), "rules left: {:?}", rules(&node));
+    assert!(node.berth_cni_rules().is_empty(), "rules left: {:?}", node.berth_cni_rules());
 }
 
 #[test]
@@ -270,7 +254,7 @@ fn host_ip_limits_the_mapping_and_ipv6_pods_are_mapped_too() {
     drop(srv);
     detach(&node, &p1, "pm6-c1", true);
     detach(&node, &p2, "pm6-c2", true);
-    assert!(rules(&node).is_empty(), "rules left: {:?}", rules(&node));
+    assert!(node.berth_cni_rules().is_empty(), "rules left: {:?}", node.berth_cni_rules());
 }
 
 /// A prevResult for a pod at 10.98.0.<n> behind a link of the node (rules only, no
@@ -301,7 +285,7 @@ fn gc_removes_rules_of_attachments_no_longer_valid() {
     let mut other = portmap_conf(Some(&fake_prev(12)), maps.clone());
     other["name"] = json!("othernet");
     call(&node, &portmap(), &att("ADD", "gc-c", &pod.path()), &other).unwrap_or_else(|e| panic!("ADD gc-c: {e}"));
-    assert_eq!(rules(&node).len(), 3 * 4);
+    assert_eq!(node.berth_cni_rules().len(), 3 * 4);
 
     let gc = json!({
         "cniVersion": "1.1.0", "name": NET, "type": "berth-portmap",
@@ -314,12 +298,12 @@ fn gc_removes_rules_of_attachments_no_longer_valid() {
     assert_eq!(tagged(&node, "berth:othernet:gc-c:eth0"), four, "other network untouched");
     // GC again: nothing more to do.
     call(&node, &portmap(), &[("CNI_COMMAND", "GC".to_string())], &gc).unwrap_or_else(|e| panic!("GC again: {e}"));
-    assert_eq!(rules(&node).len(), 2 * 4);
+    assert_eq!(node.berth_cni_rules().len(), 2 * 4);
 
     let empty_gc = json!({"cniVersion": "1.1.0", "name": "othernet", "type": "berth-portmap", "cni.dev/valid-attachments": []});
     call(&node, &portmap(), &[("CNI_COMMAND", "GC".to_string())], &empty_gc).unwrap_or_else(|e| panic!("GC othernet: {e}"));
     call(&node, &portmap(), &att("DEL", "gc-a", &pod.path()), &portmap_conf(None, json!([]))).unwrap();
-    assert!(rules(&node).is_empty(), "rules left: {:?}", rules(&node));
+    assert!(node.berth_cni_rules().is_empty(), "rules left: {:?}", node.berth_cni_rules());
 }
 
 #[test]
@@ -346,12 +330,12 @@ fn bad_input_is_a_spec_error_and_adds_nothing() {
         assert_eq!(err["code"], code, "{what}: {err}");
         let msg = format!("{} {}", err["msg"].as_str().unwrap_or(""), err["details"].as_str().unwrap_or(""));
         assert!(msg.contains(needle), "{what}: message should name {needle}: {err}");
-        assert!(rules(&node).is_empty(), "{what}: rules added: {:?}", rules(&node));
+        assert!(node.berth_cni_rules().is_empty(), "{what}: rules added: {:?}", node.berth_cni_rules());
     }
     // An empty mapping list is no error: prevResult passes through, no rule.
     let out = call(&node, &portmap(), &att("ADD", "none", &pod.path()), &portmap_conf(Some(&fake_prev(10)), json!([]))).unwrap();
     assert_eq!(out["ips"], fake_prev(10)["ips"]);
-    assert!(rules(&node).is_empty());
+    assert!(node.berth_cni_rules().is_empty());
 }
 
 #[test]
@@ -378,7 +362,7 @@ fn concurrent_adds_and_dels_lose_no_rule() {
         let t = format!("berth:pmnet:par-{i}:eth0");
         assert_eq!(tagged(&node, &t).values().sum::<usize>(), 4, "{t}: {:?}", tagged(&node, &t));
     }
-    assert_eq!(rules(&node).len(), 4 * N as usize);
+    assert_eq!(node.berth_cni_rules().len(), 4 * N as usize);
     run_all("DEL");
-    assert!(rules(&node).is_empty(), "rules left: {:?}", rules(&node));
+    assert!(node.berth_cni_rules().is_empty(), "rules left: {:?}", node.berth_cni_rules());
 }

@@ -9,12 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 
-pub fn bin_dir() -> PathBuf {
-    std::env::var_os("BERTH_BIN_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| berth_tests::repo_root().join("target/bin"))
-}
+pub use berth_tests::cni::{allocations, bin_dir};
 
 /// What one plugin call returned.
 #[derive(Debug)]
@@ -62,13 +57,4 @@ pub fn call(node: &Node, plugin: &str, cmd: &str, conf: &Value, cid: &str, netns
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{plugin} {cmd}: bad JSON {stdout:?}: {e}"))
     };
     Out { code: o.status.code().unwrap_or(-1), json, stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
-}
-
-/// IPAM allocations left in a host-local/berth-ipam dataDir (files named by an address).
-pub fn allocations(dir: &Path) -> Vec<String> {
-    Node::files_under(dir)
-        .into_iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-        .collect()
 }
