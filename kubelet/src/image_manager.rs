@@ -1,16 +1,22 @@
 //! The daemon's side of images, shared by CRI's ImageService and
-//! `berth.images.v1`: name resolution, import,
+//! `berth.images.v1`: name resolution, pulls (logged as they go), import,
 //! and garbage collection by command and by disk-usage threshold.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, GcPolicy};
+use crate::images::pull::{PullOptions, Progress};
 use crate::images::reference::{Reference, ReferenceError};
-use crate::images::registry::{RegistryConfig, RegistryHost};
+use crate::images::registry::{Auth, RegistryConfig, RegistryHost};
 use crate::images::{self, FsUsage, GcReport, ImageRecord, Store};
+
+/// How often a running pull logs how far it has got.
+const PULL_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -28,6 +34,7 @@ pub type Result<T> = std::result::Result<T, ImageError>;
 
 pub struct ImageManager {
     store: Store,
+    registries: RegistryConfig,
     gc: GcPolicy,
     /// Wakes the threshold gc early (after a pull or import).
     gc_kick: Notify,
@@ -63,8 +70,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl ImageManager {
-    pub fn new(store: Store, gc: GcPolicy) -> Arc<ImageManager> {
-        Arc::new(ImageManager { store, gc, gc_kick: Notify::new() })
+    pub fn new(store: Store, registries: RegistryConfig, gc: GcPolicy) -> Arc<ImageManager> {
+        Arc::new(ImageManager { store, registries, gc, gc_kick: Notify::new() })
     }
 
     pub fn store(&self) -> &Store {
@@ -93,6 +100,73 @@ impl ImageManager {
             Ok(None)
         })
         .await
+    }
+
+    /// Pulls `image` from its registry (credentials: `auth`, else the
+    /// config's for that registry) and returns its record. The pull runs as its
+    /// own task: a caller that goes away (a CRI deadline, a closed stream) does
+    /// not cut it short, so a retry finds the blobs already in. Progress goes
+    /// to the log every few seconds, and every event to `progress` if given.
+    pub async fn pull(
+        self: &Arc<Self>,
+        image: &str,
+        auth: Option<Auth>,
+        progress: Option<UnboundedSender<Progress>>,
+    ) -> Result<ImageRecord> {
+        if image.is_empty() {
+            return Err(ImageError::InvalidArgument("empty image name".into()));
+        }
+        let reference = Reference::parse(image)?;
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let name = reference.to_string();
+            let started = Instant::now();
+            let (tx, mut rx) = unbounded_channel();
+            let opts = PullOptions { auth, ..PullOptions::default() };
+            let store = me.store.clone();
+            let registries = me.registries.clone();
+            let r2 = reference.clone();
+            let work = async move { images::pull::pull(&store, &registries, &r2, &opts, tx).await };
+            tokio::pin!(work);
+            let mut log = PullLog::new(&name);
+            let result = loop {
+                tokio::select! {
+                    r = &mut work => break r,
+                    Some(ev) = rx.recv() => {
+                        log.event(&ev);
+                        if let Some(p) = &progress {
+                            let _ = p.send(ev);
+                        }
+                    }
+                }
+            };
+            // Events sent just before the end.
+            while let Ok(ev) = rx.try_recv() {
+                log.event(&ev);
+                if let Some(p) = &progress {
+                    let _ = p.send(ev);
+                }
+            }
+            match &result {
+                Ok(rec) => {
+                    let secs = started.elapsed().as_secs_f64();
+                    info!(
+                        image = name,
+                        id = rec.id,
+                        fetched_bytes = log.fetched,
+                        seconds = format!("{secs:.2}"),
+                        "image pulled"
+                    );
+                    me.gc_kick.notify_one();
+                }
+                Err(e) => warn!(image = name, "pull failed: {e}"),
+            }
+            result
+        });
+        match task.await {
+            Ok(r) => Ok(r?),
+            Err(e) => Err(ImageError::Task { what: format!("pull {image}"), detail: e.to_string() }),
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<ImageRecord>> {
@@ -176,6 +250,46 @@ impl ImageManager {
             if let Err(e) = self.gc().await {
                 warn!("image gc: {e}");
             }
+        }
+    }
+}
+
+/// What a pull logs: the resolved manifest once, then bytes so far every
+/// [`PULL_LOG_INTERVAL`].
+struct PullLog<'a> {
+    image: &'a str,
+    layers: Vec<(String, u64)>,
+    done: std::collections::HashMap<String, u64>,
+    /// Bytes downloaded by this pull (a layer already stored counts as its size once).
+    fetched: u64,
+    last: Instant,
+}
+
+impl<'a> PullLog<'a> {
+    fn new(image: &'a str) -> Self {
+        PullLog { image, layers: Vec::new(), done: Default::default(), fetched: 0, last: Instant::now() }
+    }
+
+    fn event(&mut self, ev: &Progress) {
+        match ev {
+            Progress::Resolved { manifest_digest, layers } => {
+                let total: u64 = layers.iter().map(|l| l.1).sum();
+                info!(image = self.image, manifest = manifest_digest, layers = layers.len(), bytes = total, "pulling");
+                self.layers = layers.clone();
+            }
+            Progress::Layer { digest, done, .. } => {
+                let prev = self.done.insert(digest.clone(), *done).unwrap_or(0);
+                self.fetched += done.saturating_sub(prev);
+                if self.last.elapsed() >= PULL_LOG_INTERVAL {
+                    self.last = Instant::now();
+                    let have: u64 = self.done.values().sum();
+                    let total: u64 = self.layers.iter().map(|l| l.1).sum();
+                    info!(image = self.image, bytes = have, of = total, "pull in progress");
+                }
+            }
+            Progress::LayerDone { digest } => debug!(image = self.image, layer = digest, "layer in the store"),
+            Progress::Unpacking => debug!(image = self.image, "unpacking"),
+            Progress::Done => {}
         }
     }
 }

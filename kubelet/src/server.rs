@@ -76,7 +76,7 @@ pub async fn serve(
     let mut node = Node::prepare(&config)?;
     // Only the lock holder opens the store: it is the store's only writer.
     let store = Store::open(&config.images_dir())?;
-    let images = ImageManager::new(store, config.image_gc);
+    let images = ImageManager::new(store, crate::image_manager::registry_config(&config), config.image_gc);
     let listener = node.listen()?;
     let gc_task = tokio::spawn(images.clone().gc_loop());
     info!(

@@ -130,14 +130,14 @@ impl ImageService for ImageServiceImpl {
     async fn pull_image(&self, request: Request<PullImageRequest>) -> Result<Response<PullImageResponse>, Status> {
         let req = request.into_inner();
         let name = image_name(req.image.as_ref())?;
-        if let Some(a) = &req.auth {
-            auth_of(a)?;
-        }
+        let auth = match &req.auth {
+            Some(a) => auth_of(a)?,
+            None => None,
+        };
         info!(image = name, "PullImage");
-        // The registry client (images::pull) is not wired in yet: say so, never pretend.
-        Err(Status::unimplemented(format!(
-            "pull {name}: registry pulls are not wired into this berthlet build yet; import the image instead (berthlet image import)"
-        )))
+        let rec = self.images.pull(name, auth, None).await.map_err(err)?;
+        // As containerd answers: the image id is the reference to run it by.
+        Ok(Response::new(PullImageResponse { image_ref: rec.id }))
     }
 
     async fn remove_image(&self, request: Request<RemoveImageRequest>) -> Result<Response<RemoveImageResponse>, Status> {
