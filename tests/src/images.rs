@@ -361,3 +361,20 @@ fn debian_mirror() -> String {
     }
     DEBIAN_MIRROR_DEFAULT.to_string()
 }
+
+/// Mounts the overlay snapshot of `image_id` from `store` (scratch dirs under
+/// `scratch`), runs `f` on the mount point, then unmounts and removes the
+/// snapshot, also when `f` panics.
+pub fn with_image_rootfs(store: &berthlet::images::Store, scratch: &Path, image_id: &str, f: impl FnOnce(&Path)) {
+    let snaps = scratch.join("test-snapshots");
+    let target = scratch.join("mnt");
+    std::fs::create_dir_all(&target).unwrap();
+    let snap = store.prepare_snapshot(&snaps, "check", image_id).unwrap_or_else(|e| panic!("snapshot of {image_id}: {e}"));
+    snap.mount(&target).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&target)));
+    berthlet::images::Snapshot::unmount(&target).unwrap();
+    store.remove_snapshot(&snaps, "check").unwrap();
+    if let Err(p) = r {
+        std::panic::resume_unwind(p);
+    }
+}
