@@ -353,3 +353,43 @@ fn base64(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn concurrent_pulls_share_the_work() {
+    let Some(mut d) = daemon() else { return };
+    let imgs = images();
+    let reg = Registry::start(RegistryOptions::default());
+    let host = reg.host();
+    reg.push(&imgs.layout, "layered", "test/layered:v1", false);
+    reg.push(&imgs.layout, "busybox", "test/busybox:v1", false);
+    d.start(&["--insecure-registry", &host]);
+    // Six pulls at once, of two images sharing the busybox layer.
+    let names: Vec<String> = (0..6).map(|i| format!("{host}/test/{}:v1", if i % 2 == 0 { "layered" } else { "busybox" })).collect();
+    let results = d.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, n) in names.iter().enumerate() {
+            let mut c = d.cri_images().await;
+            let req = cri::PullImageRequest { image: spec(n), auth: None, sandbox_config: None };
+            set.spawn(async move { (i, c.pull_image(req).await.map(|r| r.into_inner().image_ref)) });
+        }
+        let mut out = vec![];
+        while let Some(r) = set.join_next().await {
+            out.push(r.unwrap());
+        }
+        out
+    });
+    for (i, r) in results {
+        let want = if i % 2 == 0 { &imgs.layered.config.digest } else { &imgs.busybox.config.digest };
+        assert_eq!(r.as_ref().ok(), Some(want), "pull {i} of {}: {r:?}\nlog:\n{}", names[i], d.log_text());
+    }
+    let mut ids = list_ids(&d);
+    ids.sort();
+    let mut want = vec![imgs.layered.config.digest.clone(), imgs.busybox.config.digest.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(partials(&d).is_empty(), "{:?}", partials(&d));
+    d.stop();
+    // One unpacked directory per layer: the shared busybox layer was not unpacked twice.
+    let layers: Vec<_> = std::fs::read_dir(d.state_dir.join("images/layers")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(layers.len(), imgs.layered.layers.len(), "{layers:?}");
+}
