@@ -322,9 +322,28 @@ fn debian_image_through_cri() {
     let digest = reg.push(&layout, "debian", "test/debian:bookworm", false);
     d.start(&["--insecure-registry", &host]);
     let name = format!("{host}/test/debian:bookworm");
+
+    // A client that gives up (its deadline passes) does not stop the pull:
+    // the image shows up without another request.
     let t = std::time::Instant::now();
-    let id = cri_pull_ok(&d, &name);
-    println!("PullImage of the Debian image: {:?}", t.elapsed());
+    let st = d.block_on(async {
+        let mut req = tonic::Request::new(cri::PullImageRequest { image: spec(&name), auth: None, sandbox_config: None });
+        req.set_timeout(std::time::Duration::from_millis(200));
+        d.cri_images().await.pull_image(req).await.unwrap_err()
+    });
+    assert!(matches!(st.code(), Code::DeadlineExceeded | Code::Cancelled), "{st:?}");
+    let id = loop {
+        if let Some(i) = status(&d, &name) {
+            break i.id;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(120), "the abandoned pull never finished; log:\n{}", d.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    println!("Debian image pulled in the background in {:?}", t.elapsed());
+    // Pulling it again fetches nothing and answers at once.
+    let t = std::time::Instant::now();
+    assert_eq!(cri_pull_ok(&d, &name), id);
+    println!("PullImage of the Debian image, already there: {:?}", t.elapsed());
     let st = status(&d, &name).unwrap();
     assert_eq!(st.id, id);
     assert!(st.repo_digests.contains(&format!("{host}/test/debian@{digest}")), "{st:?}");
