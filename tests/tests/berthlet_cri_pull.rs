@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use berth_tests::berthlet_daemon::{cri, images_v1, Daemon};
 use berth_tests::images::{debian_layout, with_image_rootfs, TestImages};
 use berth_tests::registry::{self, Proxy, ProxyMode, Registry, RegistryOptions, PASSWORD, USER};
+use base64::Engine as _;
 use berthlet::images::Store;
 use images_v1::pull_progress::Event;
 use tonic::Code;
@@ -288,7 +289,7 @@ fn basic_auth_from_request_and_config_and_tls_ca_from_config() {
     assert!(st.message().to_lowercase().contains("certificate"), "{st:?}");
 
     // CRI AuthConfig, as the kubelet sends it from an imagePullSecret (base64 user:password).
-    let b64 = base64(&format!("{USER}:{PASSWORD}"));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     let good = cri::AuthConfig { auth: b64, ..Default::default() };
     assert_eq!(cri_pull(&d, &with_auth, Some(good)).unwrap(), imgs.busybox.config.digest);
     d.block_on(async {
@@ -353,24 +354,6 @@ fn debian_image_through_cri() {
         assert!(root.join("usr/sbin/nginx").is_file());
         assert!(std::fs::read_to_string(root.join("etc/os-release")).unwrap().contains("bookworm"));
     });
-}
-
-/// Standard base64 with padding.
-fn base64(s: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[test]

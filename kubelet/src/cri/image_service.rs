@@ -52,28 +52,15 @@ pub fn auth_of(a: &AuthConfig) -> Result<Option<Auth>, Status> {
     Ok(None)
 }
 
-/// Standard base64 (padding optional); None on any other character.
+/// Standard base64, padding optional (clients differ).
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes().filter(|&c| c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::engine::{general_purpose::GeneralPurpose, general_purpose::GeneralPurposeConfig, DecodePaddingMode};
+    use base64::Engine as _;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    LENIENT.decode(s).ok()
 }
 
 /// An image record as CRI's `Image`. The config's user is a uid when
@@ -179,6 +166,9 @@ mod tests {
         assert_eq!(auth_of(&tok).unwrap(), Some(Auth::Token("t".into())));
         assert_eq!(auth_of(&AuthConfig::default()).unwrap(), None);
         assert!(auth_of(&AuthConfig { auth: "!!".into(), ..Default::default() }).is_err());
+        // Without padding ("u:p" is "dTpw").
+        let unpadded = AuthConfig { auth: "dTpw".into(), ..Default::default() };
+        assert_eq!(auth_of(&unpadded).unwrap(), Some(Auth::Basic { username: "u".into(), password: "p".into() }));
     }
 
     #[test]
