@@ -32,6 +32,31 @@ fn daemon() -> Option<Daemon> {
     Daemon::for_test()
 }
 
+/// A registry holding `pushes` (layout tag, repository:tag) and a daemon
+/// trusting it over plain HTTP; `None` (after a SKIP line) without root or the registry.
+fn registry_and_daemon(pushes: &[(&str, &str)]) -> Option<(Daemon, Registry)> {
+    let mut d = daemon()?;
+    let reg = Registry::start(RegistryOptions::default());
+    for (tag, dest) in pushes {
+        reg.push(&images().layout, tag, dest, *tag == "multiarch");
+    }
+    d.start(&["--insecure-registry", &reg.host()]);
+    Some((d, reg))
+}
+
+/// berth.images.v1.Pull to the end: every event, in order (panics on an error status).
+fn stream_pull(d: &Daemon, image: &str) -> Vec<Event> {
+    d.block_on(async {
+        let req = images_v1::PullRequest { image: image.to_string(), auth: None };
+        let mut s = d.images().await.pull(req).await.unwrap().into_inner();
+        let mut events = vec![];
+        while let Some(m) = s.message().await.unwrap() {
+            events.push(m.event.expect("an event in every message"));
+        }
+        events
+    })
+}
+
 fn spec(image: &str) -> Option<cri::ImageSpec> {
     Some(cri::ImageSpec { image: image.to_string(), ..Default::default() })
 }
@@ -86,15 +111,10 @@ fn with_rootfs(d: &Daemon, image_id: &str, f: impl FnOnce(&Path)) {
 
 #[test]
 fn pull_through_cri_then_restart_and_check_content() {
-    let Some(mut d) = daemon() else { return };
-    let imgs = images();
-    let reg = Registry::start(RegistryOptions::default());
-    let host = reg.host();
-    let digest = reg.push(&imgs.layout, "busybox", "test/busybox:v1", false);
-    reg.push(&imgs.layout, "layered", "test/layered:v1", false);
-    reg.push(&imgs.layout, "multiarch", "test/multi:v1", true);
-    reg.push(&imgs.layout, "zstd", "test/zstd:v1", false);
-    d.start(&["--insecure-registry", &host]);
+    let pushes = [("busybox", "test/busybox:v1"), ("layered", "test/layered:v1"), ("multiarch", "test/multi:v1"), ("zstd", "test/zstd:v1")];
+    let Some((mut d, reg)) = registry_and_daemon(&pushes) else { return };
+    let (imgs, host) = (images(), reg.host());
+    let digest = imgs.busybox.manifest.digest.clone();
 
     let busybox = format!("{host}/test/busybox:v1");
     let by_digest = format!("{host}/test/busybox@{digest}");
@@ -145,25 +165,12 @@ fn pull_through_cri_then_restart_and_check_content() {
 
 #[test]
 fn streaming_pull_and_cli_progress() {
-    let Some(mut d) = daemon() else { return };
-    let imgs = images();
-    let reg = Registry::start(RegistryOptions::default());
-    let host = reg.host();
-    reg.push(&imgs.layout, "busybox", "test/busybox:v1", false);
-    reg.push(&imgs.layout, "layered", "test/layered:v1", false);
-    d.start(&["--insecure-registry", &host]);
+    let Some((mut d, reg)) = registry_and_daemon(&[("busybox", "test/busybox:v1"), ("layered", "test/layered:v1")]) else { return };
+    let (imgs, host) = (images(), reg.host());
 
     // berth.images.v1.Pull: resolved first, per-layer bytes, the image last.
     let name = format!("{host}/test/layered:v1");
-    let events = d.block_on(async {
-        let req = images_v1::PullRequest { image: name.clone(), auth: None };
-        let mut s = d.images().await.pull(req).await.unwrap().into_inner();
-        let mut events = vec![];
-        while let Some(m) = s.message().await.unwrap() {
-            events.push(m.event.expect("an event in every message"));
-        }
-        events
-    });
+    let events = stream_pull(&d, &name);
     let Some(Event::Resolved(r)) = events.first() else { panic!("first event: {:?}", events.first()) };
     assert_eq!(r.reference, name);
     assert_eq!(r.layers.len(), imgs.layered.layers.len());
@@ -245,15 +252,7 @@ fn bad_cases_are_clear_cri_errors_and_leave_nothing() {
     assert!(st.message().contains(&via_proxy), "{st:?}");
     assert!(list_ids(&d).is_empty());
     proxy.set_mode(ProxyMode::Forward);
-    let events = d.block_on(async {
-        let req = images_v1::PullRequest { image: via_proxy.clone(), auth: None };
-        let mut s = d.images().await.pull(req).await.unwrap().into_inner();
-        let mut events = vec![];
-        while let Some(m) = s.message().await.unwrap() {
-            events.push(m.event.unwrap());
-        }
-        events
-    });
+    let events = stream_pull(&d, &via_proxy);
     let first = events.iter().find_map(|e| match e {
         Event::Layer(p) if p.digest == layer.digest => Some(p.done),
         _ => None,
@@ -358,13 +357,8 @@ fn debian_image_through_cri() {
 
 #[test]
 fn concurrent_pulls_share_the_work() {
-    let Some(mut d) = daemon() else { return };
-    let imgs = images();
-    let reg = Registry::start(RegistryOptions::default());
-    let host = reg.host();
-    reg.push(&imgs.layout, "layered", "test/layered:v1", false);
-    reg.push(&imgs.layout, "busybox", "test/busybox:v1", false);
-    d.start(&["--insecure-registry", &host]);
+    let Some((mut d, reg)) = registry_and_daemon(&[("layered", "test/layered:v1"), ("busybox", "test/busybox:v1")]) else { return };
+    let (imgs, host) = (images(), reg.host());
     // Six pulls at once, of two images sharing the busybox layer.
     let names: Vec<String> = (0..6).map(|i| format!("{host}/test/{}:v1", if i % 2 == 0 { "layered" } else { "busybox" })).collect();
     let results = d.block_on(async {
