@@ -4,6 +4,7 @@
 
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
+use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::Auth;
@@ -76,6 +77,15 @@ fn parse_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The `error` parameter of a Bearer challenge (`invalid_token`, `insufficient_scope`), if any.
+pub fn challenge_error(header: &str) -> Option<String> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    parse_params(rest).into_iter().find(|(k, _)| k.eq_ignore_ascii_case("error")).map(|(_, v)| v)
+}
+
 fn basic_header(username: &str, password: &str) -> HeaderValue {
     let enc = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     let mut v = HeaderValue::from_str(&format!("Basic {enc}")).expect("base64 is ascii");
@@ -113,10 +123,22 @@ pub(super) async fn answer(http: &reqwest::Client, challenge: &Challenge, auth: 
             if let Some(Auth::Basic { username, password }) = auth {
                 req = req.header(reqwest::header::AUTHORIZATION, basic_header(username, password));
             }
-            let resp = req.send().await.map_err(|e| format!("token endpoint {}: {e}", url.origin().ascii_serialization()))?;
+            let origin = url.origin().ascii_serialization();
+            let resp = req.send().await.map_err(|e| format!("token endpoint {origin}: {e}"))?;
             let status = resp.status();
             if !status.is_success() {
-                return Err(format!("token endpoint {} answered {status}", url.origin().ascii_serialization()));
+                let body = resp.text().await.unwrap_or_default();
+                let why = match super::registry_error_text(&body, "") {
+                    t if t.is_empty() => String::new(),
+                    t => format!(": {t}"),
+                };
+                return Err(match (status, auth) {
+                    (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, Some(_)) => format!("credentials rejected by token endpoint {origin} ({status}{why})"),
+                    (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, None) => {
+                        format!("token endpoint {origin} requires credentials and none were given ({status}{why})")
+                    }
+                    _ => format!("token endpoint {origin} answered {status}{why}"),
+                });
             }
             #[derive(Deserialize)]
             struct TokenResponse {
@@ -163,6 +185,78 @@ mod tests {
         );
         assert_eq!(parse_challenge(r#"Bearer service="x""#), None);
         assert_eq!(parse_challenge("Negotiate abc"), None);
+    }
+
+    #[test]
+    fn challenge_errors() {
+        let h = r#"Bearer realm="http://t/token",service="reg",scope="repository:a/b:pull",error="insufficient_scope""#;
+        assert_eq!(challenge_error(h).as_deref(), Some("insufficient_scope"));
+        assert_eq!(challenge_error(r#"Bearer realm="http://t/token",service="reg""#), None);
+        assert_eq!(challenge_error(r#"Basic realm="error""#), None);
+    }
+
+    /// A one-shot HTTP server on 127.0.0.1: answers `response` to the first request and
+    /// hands back that request's head.
+    async fn one_shot(response: String) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = c.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request cut short");
+                head.extend_from_slice(&buf[..n]);
+            }
+            c.write_all(response.as_bytes()).await.unwrap();
+            c.shutdown().await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        (format!("http://{addr}/token"), h)
+    }
+
+    fn json_response(status: &str, body: &str) -> String {
+        format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    }
+
+    fn bearer(realm: &str) -> Challenge {
+        Challenge::Bearer { realm: realm.into(), service: Some("reg svc".into()), scope: Some("repository:a/b:pull".into()) }
+    }
+
+    #[tokio::test]
+    async fn token_flow_sends_service_scope_and_credentials() {
+        let (realm, server) = one_shot(json_response("200 OK", r#"{"access_token":"tok.en.sig","expires_in":300}"#)).await;
+        let auth = Auth::Basic { username: "u".into(), password: "p".into() };
+        let h = answer(&reqwest::Client::new(), &bearer(&realm), Some(&auth), "repository:x:pull").await.unwrap();
+        assert_eq!(h.to_str().unwrap(), "Bearer tok.en.sig");
+        let head = server.await.unwrap();
+        // The challenge's scope wins over the client's own; the service is form-encoded.
+        assert!(head.starts_with("GET /token?service=reg+svc&scope=repository%3Aa%2Fb%3Apull HTTP/1.1\r\n"), "{head}");
+        assert!(head.to_lowercase().contains("\r\nauthorization: basic dtpw\r\n"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_refusals_are_explained() {
+        let refused = || json_response("401 Unauthorized", r#"{"errors":[{"code":"UNAUTHORIZED","message":"incorrect password"}]}"#);
+        let http = reqwest::Client::new();
+        let (realm, server) = one_shot(refused()).await;
+        let auth = Auth::Basic { username: "u".into(), password: "bad".into() };
+        let e = answer(&http, &bearer(&realm), Some(&auth), "repository:x:pull").await.unwrap_err();
+        assert!(e.starts_with("credentials rejected by token endpoint http://127.0.0.1:"), "{e}");
+        assert!(e.ends_with("(401 Unauthorized: UNAUTHORIZED: incorrect password)"), "{e}");
+        server.await.unwrap();
+
+        let (realm, server) = one_shot(refused()).await;
+        let e = answer(&http, &bearer(&realm), None, "repository:x:pull").await.unwrap_err();
+        assert!(e.contains("requires credentials and none were given"), "{e}");
+        assert!(!server.await.unwrap().to_lowercase().contains("authorization:"));
+
+        let (realm, server) = one_shot(json_response("503 Service Unavailable", "")).await;
+        let e = answer(&http, &bearer(&realm), None, "repository:x:pull").await.unwrap_err();
+        assert!(e.ends_with("answered 503 Service Unavailable"), "{e}");
+        server.await.unwrap();
     }
 
     #[test]

@@ -15,7 +15,7 @@
 mod auth;
 pub mod platform;
 
-pub use auth::{parse_challenge, Challenge};
+pub use auth::{challenge_error, parse_challenge, Challenge};
 pub use platform::Platform;
 
 use std::collections::BTreeMap;
@@ -390,8 +390,16 @@ impl Client {
         }
         let resp = send(Some(authz.clone())).await.map_err(|e| self.unreachable(image, &e))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
-            let detail = if self.auth.is_some() { "credentials rejected" } else { "registry requires credentials and none were given" };
-            return Err(Error::Unauthorized { image: image.into(), registry: self.registry.clone(), detail: detail.into() });
+            // A token the registry accepts but that lacks the scope: the token server knew
+            // the credentials (or served anonymous) but grants no pull on this repository.
+            let insufficient_scope =
+                resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(auth::challenge_error).is_some_and(|e| e == "insufficient_scope");
+            let detail = match (&self.auth, insufficient_scope) {
+                (None, _) => "registry requires credentials and none were given".to_string(),
+                (Some(_), true) => format!("access denied: the token issued for these credentials does not grant {scope}"),
+                (Some(_), false) => "credentials rejected".to_string(),
+            };
+            return Err(Error::Unauthorized { image: image.into(), registry: self.registry.clone(), detail });
         }
         self.tokens.lock().expect("token cache").insert(scope, authz);
         self.check_forbidden(image, resp).await
