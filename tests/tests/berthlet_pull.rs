@@ -1,13 +1,15 @@
 //! Pulling images from a real registry (Debian's docker-registry on 127.0.0.1) into a
 //! berthlet image store in a temp dir: tags, digests, whiteouts, an index, zstd, a
-//! Debian image, basic auth, TLS with a test CA, and the bad cases (unknown image,
+//! Debian image, basic auth, bearer-token auth, TLS with a test CA, and the bad cases (unknown image,
 //! corrupted blob, registry down mid-pull), each leaving the store clean and usable.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use berth_tests::images::{debian_layout, TestImages};
-use berth_tests::registry::{self, tempdir, Proxy, ProxyMode, Registry, RegistryOptions, PASSWORD, USER};
+use berth_tests::registry::{
+    self, tempdir, Proxy, ProxyMode, Registry, RegistryOptions, TokenKey, TokenRequest, PASSWORD, TOKEN_SERVICE, USER,
+};
 use berthlet::images::pull::{pull, Progress, PullOptions};
 use berthlet::images::reference::Reference;
 use berthlet::images::registry::{Auth, ErrorKind, Platform, RegistryConfig, RegistryHost};
@@ -251,6 +253,129 @@ fn basic_auth_registry() {
     let mut cfg2 = cfg.clone();
     cfg2.hosts.insert(reg.host(), RegistryHost { username: Some(USER.into()), password: Some(PASSWORD.into()), ..Default::default() });
     pull_ok(&ts2.store, &cfg2, &name);
+}
+
+/// The token request a pull with [`USER`]'s credentials makes for `repo`.
+fn user_pull_request(repo: &str) -> TokenRequest {
+    let scope = format!("repository:{repo}:pull");
+    TokenRequest { user: Some(USER.into()), service: Some(TOKEN_SERVICE.into()), scopes: vec![scope.clone()], status: 200, granted: vec![scope] }
+}
+
+#[test]
+fn token_auth_registry() {
+    if !setup() {
+        return;
+    }
+    let imgs = images();
+    let reg = Registry::start_token_auth(RegistryOptions::default(), TokenKey::X5c);
+    let tokens = reg.token_server().unwrap();
+    // skopeo (containers/image) pushes through the same token flow, with credentials.
+    reg.push(&imgs.layout, "busybox", "test/busybox:v1", false);
+    reg.push(&imgs.layout, "busybox", "public/busybox:v1", false);
+    let pushes = tokens.requests();
+    assert!(
+        pushes.iter().any(|r| r.user.as_deref() == Some(USER) && r.granted.iter().any(|g| g == "repository:test/busybox:pull,push")),
+        "skopeo did not get a push token: {pushes:?}"
+    );
+    let name = format!("{}/test/busybox:v1", reg.host());
+    let cfg = insecure(&[&reg.host()]);
+    let ts = TestStore::new();
+
+    // Anonymous: the token server hands out a token granting nothing (as Docker Hub does
+    // for a private repository) and the registry refuses it.
+    tokens.clear();
+    let e = do_pull(&ts.store, &cfg, &name, &PullOptions::default()).0.unwrap_err();
+    assert!(matches!(&e, Error::Registry(r) if r.kind() == ErrorKind::Unauthenticated), "{e}");
+    assert!(e.to_string().contains("credentials") && e.to_string().contains(&reg.host()), "{e}");
+    let anon = TokenRequest { user: None, granted: vec![], ..user_pull_request("test/busybox") };
+    assert_eq!(tokens.requests(), [anon]);
+
+    // A wrong password: the token server answers 401, nothing is pulled.
+    tokens.clear();
+    let bad = PullOptions { auth: Some(Auth::Basic { username: USER.into(), password: "wrong".into() }), ..Default::default() };
+    let e = do_pull(&ts.store, &cfg, &name, &bad).0.unwrap_err();
+    assert!(matches!(&e, Error::Registry(r) if r.kind() == ErrorKind::Unauthenticated), "{e}");
+    assert!(e.to_string().contains("rejected") && e.to_string().contains(&reg.host()), "{e}");
+    assert_eq!(tokens.requests(), [TokenRequest { status: 401, granted: vec![], ..user_pull_request("test/busybox") }]);
+    assert!(ts.store.list().unwrap().is_empty());
+
+    // Credentials from the request (CRI AuthConfig): one token serves the whole pull
+    // (manifest, config and layers).
+    tokens.clear();
+    let good = PullOptions { auth: Some(Auth::Basic { username: USER.into(), password: PASSWORD.into() }), ..Default::default() };
+    let rec = do_pull(&ts.store, &cfg, &name, &good).0.unwrap();
+    assert_eq!(rec.id, imgs.busybox.config.digest);
+    assert_eq!(tokens.requests(), [user_pull_request("test/busybox")]);
+
+    // Known credentials, but the token grants nothing on this repository.
+    tokens.clear();
+    let denied = format!("{}/denied/busybox:v1", reg.host());
+    let e = do_pull(&ts.store, &cfg, &denied, &good).0.unwrap_err();
+    assert!(matches!(&e, Error::Registry(r) if r.kind() == ErrorKind::Unauthenticated), "{e}");
+    assert!(e.to_string().contains("access denied") && e.to_string().contains("repository:denied/busybox:pull"), "{e}");
+    assert_eq!(tokens.requests(), [TokenRequest { granted: vec![], ..user_pull_request("denied/busybox") }]);
+
+    // ... or from the config.
+    tokens.clear();
+    let ts2 = TestStore::new();
+    let mut cfg2 = cfg.clone();
+    cfg2.hosts.insert(reg.host(), RegistryHost { username: Some(USER.into()), password: Some(PASSWORD.into()), ..Default::default() });
+    pull_ok(&ts2.store, &cfg2, &name);
+    assert_eq!(tokens.requests(), [user_pull_request("test/busybox")]);
+
+    // A public repository: anonymous clients get a pull token.
+    tokens.clear();
+    let ts3 = TestStore::new();
+    let rec = pull_ok(&ts3.store, &cfg, &format!("{}/public/busybox:v1", reg.host()));
+    assert_eq!(rec.id, imgs.busybox.config.digest);
+    assert_eq!(tokens.requests(), [TokenRequest { user: None, ..user_pull_request("public/busybox") }]);
+}
+
+#[test]
+fn token_auth_with_libtrust_key_id_and_a_given_token() {
+    if !setup() {
+        return;
+    }
+    let imgs = images();
+    // The token names its key by libtrust fingerprint (`kid`) instead of carrying the certificate.
+    let reg = Registry::start_token_auth(RegistryOptions::default(), TokenKey::LibtrustKid);
+    let tokens = reg.token_server().unwrap();
+    reg.push(&imgs.layout, "busybox", "test/busybox:v1", false);
+    let name = format!("{}/test/busybox:v1", reg.host());
+    let cfg = insecure(&[&reg.host()]);
+
+    tokens.clear();
+    let ts = TestStore::new();
+    let good = PullOptions { auth: Some(Auth::Basic { username: USER.into(), password: PASSWORD.into() }), ..Default::default() };
+    assert_eq!(do_pull(&ts.store, &cfg, &name, &good).0.unwrap().id, imgs.busybox.config.digest);
+    assert_eq!(tokens.requests(), [user_pull_request("test/busybox")]);
+
+    // A bearer token from elsewhere (CRI AuthConfig.registry_token, or `token` in the
+    // config) is sent as is: the token server sees nothing.
+    tokens.clear();
+    let ts2 = TestStore::new();
+    let token = tokens.issue(USER, "test/busybox", &["pull"]);
+    let given = PullOptions { auth: Some(Auth::Token(token.clone())), ..Default::default() };
+    assert_eq!(do_pull(&ts2.store, &cfg, &name, &given).0.unwrap().id, imgs.busybox.config.digest);
+    let ts3 = TestStore::new();
+    let mut cfg3 = cfg.clone();
+    cfg3.hosts.insert(reg.host(), RegistryHost { token: Some(token), ..Default::default() });
+    pull_ok(&ts3.store, &cfg3, &name);
+    assert_eq!(tokens.requests(), []);
+
+    // The registry checks the signature: one flipped signature character and the token is refused.
+    let mut forged = tokens.issue(USER, "test/busybox", &["pull"]).into_bytes();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = PullOptions { auth: Some(Auth::Token(String::from_utf8(forged).unwrap())), ..Default::default() };
+    let e = do_pull(&TestStore::new().store, &cfg, &name, &forged).0.unwrap_err();
+    assert!(e.to_string().contains("credentials rejected"), "{e}");
+
+    // A given token for another repository is refused, naming what it lacks.
+    let other = PullOptions { auth: Some(Auth::Token(tokens.issue(USER, "test/other", &["pull"]))), ..Default::default() };
+    let e = do_pull(&TestStore::new().store, &cfg, &name, &other).0.unwrap_err();
+    assert!(matches!(&e, Error::Registry(r) if r.kind() == ErrorKind::Unauthenticated), "{e}");
+    assert!(e.to_string().contains("does not grant repository:test/busybox:pull"), "{e}");
 }
 
 #[test]
