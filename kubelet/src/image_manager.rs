@@ -153,7 +153,7 @@ impl ImageManager {
                     info!(
                         image = name,
                         id = rec.id,
-                        fetched_bytes = log.fetched,
+                        bytes = log.total(),
                         seconds = format!("{secs:.2}"),
                         "image pulled"
                     );
@@ -260,31 +260,31 @@ struct PullLog<'a> {
     image: &'a str,
     layers: Vec<(String, u64)>,
     done: std::collections::HashMap<String, u64>,
-    /// Bytes downloaded by this pull (a layer already stored counts as its size once).
-    fetched: u64,
     last: Instant,
 }
 
 impl<'a> PullLog<'a> {
     fn new(image: &'a str) -> Self {
-        PullLog { image, layers: Vec::new(), done: Default::default(), fetched: 0, last: Instant::now() }
+        PullLog { image, layers: Vec::new(), done: Default::default(), last: Instant::now() }
+    }
+
+    /// The image's layer bytes (compressed, as in the registry).
+    fn total(&self) -> u64 {
+        self.layers.iter().map(|l| l.1).sum()
     }
 
     fn event(&mut self, ev: &Progress) {
         match ev {
             Progress::Resolved { manifest_digest, layers } => {
-                let total: u64 = layers.iter().map(|l| l.1).sum();
-                info!(image = self.image, manifest = manifest_digest, layers = layers.len(), bytes = total, "pulling");
                 self.layers = layers.clone();
+                info!(image = self.image, manifest = manifest_digest, layers = layers.len(), bytes = self.total(), "pulling");
             }
             Progress::Layer { digest, done, .. } => {
-                let prev = self.done.insert(digest.clone(), *done).unwrap_or(0);
-                self.fetched += done.saturating_sub(prev);
+                self.done.insert(digest.clone(), *done);
                 if self.last.elapsed() >= PULL_LOG_INTERVAL {
                     self.last = Instant::now();
                     let have: u64 = self.done.values().sum();
-                    let total: u64 = self.layers.iter().map(|l| l.1).sum();
-                    info!(image = self.image, bytes = have, of = total, "pull in progress");
+                    info!(image = self.image, bytes = have, of = self.total(), "pull in progress");
                 }
             }
             Progress::LayerDone { digest } => debug!(image = self.image, layer = digest, "layer in the store"),

@@ -75,7 +75,8 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let mut node = Node::prepare(&config)?;
     // Only the lock holder opens the store: it is the store's only writer.
-    let store = Store::open(&config.images_dir())?;
+    let state_lock = node.state_lock.take().expect("the state lock is taken once");
+    let store = Store::open_holding(&config.images_dir(), state_lock)?;
     let images = ImageManager::new(store, crate::image_manager::registry_config(&config), config.image_gc);
     let listener = node.listen()?;
     let gc_task = tokio::spawn(images.clone().gc_loop());
@@ -131,7 +132,10 @@ struct Node {
     socket: PathBuf,
     /// (dev, ino) of the socket we bound, so we only ever remove our own.
     socket_id: (u64, u64),
-    _locks: [InstanceLock; 2],
+    _run_lock: InstanceLock,
+    /// Taken by the store (`Store::open_holding`), which keeps it while any of
+    /// its writers run.
+    state_lock: Option<InstanceLock>,
 }
 
 impl Node {
@@ -148,7 +152,8 @@ impl Node {
         Ok(Node {
             socket: config.socket.clone(),
             socket_id: (0, 0),
-            _locks: [state_lock, run_lock],
+            _run_lock: run_lock,
+            state_lock: Some(state_lock),
         })
     }
 

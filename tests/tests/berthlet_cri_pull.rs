@@ -389,3 +389,38 @@ fn concurrent_pulls_share_the_work() {
     let layers: Vec<_> = std::fs::read_dir(d.state_dir.join("images/layers")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(layers.len(), imgs.layered.layers.len(), "{layers:?}");
 }
+
+#[test]
+fn daemon_stopped_mid_pull_then_pull_again() {
+    let Some(mut d) = daemon() else { return };
+    let layout = debian_layout();
+    let reg = Registry::start(RegistryOptions::default());
+    let host = reg.host();
+    reg.push(&layout, "debian", "test/debian:bookworm", false);
+    let name = format!("{host}/test/debian:bookworm");
+    d.start(&["--insecure-registry", &host]);
+    // Start a pull, let it get going, then SIGTERM: a clean exit (code 0, socket gone).
+    let st = d.block_on(async {
+        let mut req = tonic::Request::new(cri::PullImageRequest { image: spec(&name), auth: None, sandbox_config: None });
+        req.set_timeout(std::time::Duration::from_millis(300));
+        d.cri_images().await.pull_image(req).await.unwrap_err()
+    });
+    assert!(matches!(st.code(), Code::DeadlineExceeded | Code::Cancelled), "{st:?}");
+    d.stop();
+    // Whatever the pull had done is either complete or resumable: the next pull works
+    // and leaves no partial download or half-unpacked layer behind.
+    d.start(&["--insecure-registry", &host]);
+    let id = cri_pull_ok(&d, &name);
+    let gc = d.block_on(async { d.images().await.gc(images_v1::GcRequest {}).await.unwrap().into_inner() });
+    println!("gc after the restarted pull: {gc:?}");
+    d.stop();
+    assert!(partials(&d).is_empty(), "{:?}", partials(&d));
+    let tmp: Vec<_> = std::fs::read_dir(d.state_dir.join("images/layers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tmp-"))
+        .map(|e| e.path())
+        .collect();
+    assert!(tmp.is_empty(), "half-unpacked layers left: {tmp:?}");
+    with_rootfs(&d, &id, |root| assert!(root.join("usr/sbin/nginx").is_file()));
+}

@@ -108,6 +108,8 @@ pub(crate) struct Inner {
     pub(crate) fresh: Mutex<HashMap<String, Instant>>,
     /// Digests whose ingest file a download of this process is writing.
     pub(crate) ingesting: Mutex<HashSet<String>>,
+    /// Dropped with the last clone of the store (see [`Store::open_holding`]).
+    _held: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Held while one download writes `ingest_path(digest)`; dropping it lets
@@ -138,6 +140,18 @@ pub(crate) const SNAPSHOT_REFS: &str = "snapshot-refs";
 impl Store {
     /// Opens (creating) the store at `root`. Takes no lock: the daemon holds the state lock.
     pub fn open(root: &Path) -> Result<Store> {
+        Store::open_inner(root, None)
+    }
+
+    /// Opens the store and keeps `guard` (the daemon's state-dir lock) until the
+    /// last clone of the store is dropped. Blocking work holds a clone, so an
+    /// unpack still running when the daemon shuts down keeps the lock until it
+    /// ends: a new instance can never start (and gc) beside a writer.
+    pub fn open_holding(root: &Path, guard: impl std::any::Any + Send + Sync) -> Result<Store> {
+        Store::open_inner(root, Some(Box::new(guard)))
+    }
+
+    fn open_inner(root: &Path, held: Option<Box<dyn std::any::Any + Send + Sync>>) -> Result<Store> {
         for d in [BLOBS, INGEST, LAYERS, RECORDS, SNAPSHOT_REFS] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(|e| Error::io("mkdir", &p, e))?;
@@ -149,6 +163,7 @@ impl Store {
                 gc_lock: RwLock::new(()),
                 fresh: Mutex::new(HashMap::new()),
                 ingesting: Mutex::new(HashSet::new()),
+                _held: held,
             }),
         })
     }
