@@ -47,7 +47,8 @@ pub enum ConfigError {
 }
 
 /// Credentials and trust for one registry (`[registries."host:port"]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Its `Debug` hides the password and token.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryEntry {
     pub username: Option<String>,
@@ -60,6 +61,19 @@ pub struct RegistryEntry {
     /// PEM file with the CA(s) that sign this registry's certificate, in
     /// addition to the system's.
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RegistryEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |o: &Option<String>| o.as_ref().map(|_| "***");
+        f.debug_struct("RegistryEntry")
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("token", &hidden(&self.token))
+            .field("insecure", &self.insecure)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// The file as written; every field optional.

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use berth_tests::images::{debian_layout, TestImages};
+use berth_tests::images::{debian_layout, with_image_rootfs, TestImages};
 use berth_tests::registry::{
     self, tempdir, Proxy, ProxyMode, Registry, RegistryOptions, TokenKey, TokenRequest, PASSWORD, TOKEN_SERVICE, USER,
 };
@@ -88,17 +88,7 @@ fn setup() -> bool {
 
 /// Mounts the image's snapshot, runs `f` on the mount point, unmounts.
 fn with_rootfs(ts: &TestStore, image_id: &str, f: impl FnOnce(&Path)) {
-    let snaps = ts.dir.join("snapshots");
-    let target = ts.dir.join("mnt");
-    std::fs::create_dir_all(&target).unwrap();
-    let snap = ts.store.prepare_snapshot(&snaps, "test", image_id).unwrap();
-    snap.mount(&target).unwrap();
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&target)));
-    berthlet::images::Snapshot::unmount(&target).unwrap();
-    ts.store.remove_snapshot(&snaps, "test").unwrap();
-    if let Err(p) = r {
-        std::panic::resume_unwind(p);
-    }
+    with_image_rootfs(&ts.store, &ts.dir, image_id, f);
 }
 
 #[test]

@@ -49,7 +49,8 @@ pub struct RegistryConfig {
     pub hosts: BTreeMap<String, RegistryHost>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Its `Debug` hides the password and token.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryHost {
     pub username: Option<String>,
@@ -62,6 +63,19 @@ pub struct RegistryHost {
     /// Same as listing the host in `insecure`.
     #[serde(default)]
     pub insecure: bool,
+}
+
+impl std::fmt::Debug for RegistryHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |o: &Option<String>| o.as_ref().map(|_| "***");
+        f.debug_struct("RegistryHost")
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("token", &hidden(&self.token))
+            .field("ca_files", &self.ca_files)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
 }
 
 impl RegistryConfig {
@@ -96,6 +110,18 @@ impl std::fmt::Debug for Auth {
         match self {
             Auth::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
             Auth::Token(_) => write!(f, "Token(***)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    #[test]
+    fn debug_hides_secrets() {
+        let h = super::RegistryHost { username: Some("u".into()), password: Some("pw-secret".into()), token: Some("tok-secret".into()), ..Default::default() };
+        let e = crate::config::RegistryEntry { username: Some("u".into()), password: Some("pw-secret".into()), token: Some("tok-secret".into()), ..Default::default() };
+        for text in [format!("{h:?}"), format!("{e:?}")] {
+            assert!(!text.contains("secret") && text.contains("***") && text.contains("\"u\""), "{text}");
         }
     }
 }
