@@ -161,14 +161,25 @@ impl Registry {
 
     /// As [`push`](Self::push) but through another address (a proxy) of this registry.
     pub fn push_to(&self, host: &str, layout: &Path, tag: &str, dest: &str, all: bool) -> String {
+        let mut flags = vec!["--preserve-digests"];
+        if all {
+            flags.push("--all");
+        }
+        self.skopeo_push(host, layout, tag, dest, &flags)
+    }
+
+    /// As [`push`](Self::push), converted by skopeo to Docker's schema 2 (manifest,
+    /// config and layer media types; new digests). Returns the manifest digest.
+    pub fn push_docker(&self, layout: &Path, tag: &str, dest: &str) -> String {
+        self.skopeo_push(&self.host(), layout, tag, dest, &["--format", "v2s2"])
+    }
+
+    fn skopeo_push(&self, host: &str, layout: &Path, tag: &str, dest: &str, flags: &[&str]) -> String {
         let digestfile = self.dir.join(format!("digest-{}", std::process::id()));
         let mut cmd = Command::new(SKOPEO);
-        cmd.args(["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false"]);
+        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]).args(flags);
         if self.opts.basic_auth || self.token.is_some() {
             cmd.arg(format!("--dest-creds={USER}:{PASSWORD}"));
-        }
-        if all {
-            cmd.arg("--all");
         }
         cmd.arg("--digestfile").arg(&digestfile);
         cmd.arg(format!("oci:{}:{tag}", layout.display())).arg(format!("docker://{host}/{dest}"));

@@ -123,6 +123,13 @@ fn pull_through_cri_then_restart_and_check_content() {
     assert_eq!(cri_pull_ok(&d, &format!("{host}/test/layered:v1")), imgs.layered.config.digest);
     assert_eq!(cri_pull_ok(&d, &format!("{host}/test/multi:v1")), imgs.multiarch_amd64.config.digest, "index resolved to linux/amd64");
     assert_eq!(cri_pull_ok(&d, &format!("{host}/test/zstd:v1")), imgs.zstd.config.digest);
+    // Docker's schema 2 (skopeo converts the media types; the config bytes stay,
+    // so it is the busybox image under one more name and manifest digest).
+    let docker_digest = reg.push_docker(&imgs.layout, "busybox", "test/docker:v1");
+    assert_ne!(docker_digest, digest);
+    assert_eq!(cri_pull_ok(&d, &format!("{host}/test/docker:v1")), imgs.busybox.config.digest);
+    let st = status(&d, &format!("{host}/test/docker:v1")).expect("status of the Docker-format image");
+    assert!(st.repo_digests.contains(&format!("{host}/test/docker@{docker_digest}")), "{st:?}");
 
     let st = status(&d, &busybox).expect("status of the pulled busybox");
     assert!(st.repo_tags.contains(&busybox), "{st:?}");
@@ -134,7 +141,7 @@ fn pull_through_cri_then_restart_and_check_content() {
 
     // Restart between pull and list: everything is there.
     let before = list_ids(&d);
-    // The zstd image has busybox's config (same diff_ids): one image, two names.
+    // The zstd and Docker-format images have busybox's config: one image, several names.
     let mut want = vec![&imgs.busybox.config.digest, &imgs.layered.config.digest, &imgs.multiarch_amd64.config.digest, &imgs.zstd.config.digest];
     want.sort();
     want.dedup();
