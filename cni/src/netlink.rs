@@ -14,8 +14,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -108,6 +108,11 @@ pub struct VethSpec<'a> {
     pub peer_netns_fd: i32,
     pub mtu: Option<u32>,
     pub peer_mac: Option<[u8; 6]>,
+    /// Makes the host end a port of this bridge (index) in the same request.
+    pub master: Option<u32>,
+    /// Creates the host end up. (Not the peer: the kernel configures the peer before the
+    /// pair is linked, and veth_open then fails with ENOTCONN.)
+    pub up: bool,
 }
 
 pub struct Netlink {
@@ -126,16 +131,11 @@ impl Netlink {
         Ok(Netlink { sock, seq: 0, buf: vec![0; 64 * 1024] })
     }
 
-    /// Sends one request and collects the replies (all parts of a dump), or the kernel's error.
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, what: &dyn Fn() -> String) -> R<Vec<RouteNetlinkMessage>> {
-        self.seq += 1;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        packet.finalize();
-        let mut out = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut out);
+    /// Sends one request and collects the replies (all parts of a dump) as whole raw
+    /// netlink messages, or the kernel's error. Headers, ACKs and errors are read by hand:
+    /// cheap, and the raw form lets link replies skip the crate's decoder (see [`parse_link`]).
+    fn request_raw(&mut self, msg: RouteNetlinkMessage, flags: u16, what: &dyn Fn() -> String) -> R<Vec<Vec<u8>>> {
+        let out = self.serialize(msg, flags);
         self.sock.send(&out, 0).map_err(|source| NetlinkError::Kernel { what: what(), source })?;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut replies = vec![];
@@ -145,38 +145,64 @@ impl Netlink {
                 .recv(&mut &mut self.buf[..], 0)
                 .map_err(|source| NetlinkError::Kernel { what: what(), source })?;
             let mut off = 0;
-            while off < n {
-                let reply: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&self.buf[off..n])
-                    .map_err(|e| NetlinkError::Decode { what: what(), msg: e.to_string() })?;
-                let len = reply.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                off += len;
-                if reply.header.sequence_number != self.seq {
+            while off + NLMSG_HDRLEN <= n {
+                let h = Header::read(&self.buf[off..n]).ok_or_else(|| NetlinkError::Decode { what: what(), msg: "truncated message".into() })?;
+                let msg = &self.buf[off..off + h.len];
+                off += align4(h.len);
+                if h.seq != self.seq {
                     continue;
                 }
-                match reply.payload {
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::Error(e) => match e.code {
-                        None => return Ok(replies), // ACK
-                        Some(code) => {
-                            return Err(NetlinkError::Kernel {
-                                what: what(),
-                                source: std::io::Error::from_raw_os_error(-code.get()),
-                            })
+                match h.kind {
+                    NLMSG_NOOP => {}
+                    NLMSG_DONE => return Ok(replies),
+                    NLMSG_ERROR => {
+                        let code = read_i32(msg, NLMSG_HDRLEN).ok_or_else(|| NetlinkError::Decode { what: what(), msg: "short error message".into() })?;
+                        if code == 0 {
+                            return Ok(replies); // ACK
                         }
-                    },
-                    NetlinkPayload::InnerMessage(m) => {
-                        replies.push(m);
+                        return Err(NetlinkError::Kernel { what: what(), source: std::io::Error::from_raw_os_error(-code) });
+                    }
+                    _ => {
+                        replies.push(msg.to_vec());
                         if !dump {
                             return Ok(replies);
                         }
                     }
-                    _ => {}
                 }
             }
         }
+    }
+
+    fn serialize(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
+        self.seq += 1;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut out = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut out);
+        out
+    }
+
+    /// [`Self::request_raw`], the replies decoded by the crate (addresses, routes).
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, what: &dyn Fn() -> String) -> R<Vec<RouteNetlinkMessage>> {
+        let raw = self.request_raw(msg, flags, what)?;
+        let mut out = Vec::with_capacity(raw.len());
+        for m in raw {
+            let reply: NetlinkMessage<RouteNetlinkMessage> =
+                NetlinkMessage::deserialize(&m).map_err(|e| NetlinkError::Decode { what: what(), msg: e.to_string() })?;
+            if let NetlinkPayload::InnerMessage(m) = reply.payload {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A link request: the replies parsed by [`parse_link`].
+    fn request_links(&mut self, msg: LinkMessage, flags: u16, what: &dyn Fn() -> String) -> R<Vec<Link>> {
+        let raw = self.request_raw(RouteNetlinkMessage::GetLink(msg), flags, what)?;
+        Ok(raw.iter().filter_map(|m| parse_link(m)).collect())
     }
 
     fn ack(&mut self, msg: RouteNetlinkMessage, flags: u16, what: &dyn Fn() -> String) -> R<()> {
@@ -186,16 +212,16 @@ impl Netlink {
     // ---- links ----
 
     pub fn links(&mut self) -> R<Vec<Link>> {
-        let r = self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP, &|| "list links".into())?;
-        Ok(r.into_iter().filter_map(|m| if let RouteNetlinkMessage::NewLink(l) = m { Some(parse_link(&l)) } else { None }).collect())
+        self.request_links(LinkMessage::default(), NLM_F_DUMP, &|| "list links".into())
     }
 
     /// The link named `name`, or None.
     pub fn link_by_name(&mut self, name: &str) -> R<Option<Link>> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(RouteNetlinkMessage::GetLink(m), 0, &|| format!("get link {name}")) {
-            Ok(r) => Ok(r.iter().find_map(|m| if let RouteNetlinkMessage::NewLink(l) = m { Some(parse_link(l)) } else { None })),
+        m.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        match self.request_links(m, 0, &|| format!("get link {name}")) {
+            Ok(r) => Ok(r.into_iter().next()),
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
@@ -204,8 +230,9 @@ impl Netlink {
     pub fn link_by_index(&mut self, index: u32) -> R<Option<Link>> {
         let mut m = LinkMessage::default();
         m.header.index = index;
-        match self.request(RouteNetlinkMessage::GetLink(m), 0, &|| format!("get link #{index}")) {
-            Ok(r) => Ok(r.iter().find_map(|m| if let RouteNetlinkMessage::NewLink(l) = m { Some(parse_link(l)) } else { None })),
+        m.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        match self.request_links(m, 0, &|| format!("get link #{index}")) {
+            Ok(r) => Ok(r.into_iter().next()),
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
@@ -228,7 +255,8 @@ impl Netlink {
         self.ack(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL, &|| format!("add bridge {name}"))
     }
 
-    /// Creates a veth pair: `host_name` here, `peer_name` directly in the peer's netns.
+    /// Creates a veth pair: `host_name` here, `peer_name` directly in the peer's netns
+    /// (with the options of [`VethSpec`]).
     pub fn add_veth(&mut self, v: &VethSpec) -> R<()> {
         let mut peer = LinkMessage::default();
         peer.attributes.push(LinkAttribute::IfName(v.peer_name.to_string()));
@@ -243,6 +271,15 @@ impl Netlink {
         m.attributes.push(LinkAttribute::IfName(v.host_name.to_string()));
         if let Some(mtu) = v.mtu {
             m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        // The kernel applies flags and IFLA_MASTER to a link it creates (rtnl_newlink_create):
+        // one round trip instead of three.
+        if let Some(master) = v.master {
+            m.attributes.push(LinkAttribute::Controller(master));
+        }
+        if v.up {
+            m.header.flags = LinkFlags::Up;
+            m.header.change_mask = LinkFlags::Up;
         }
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
@@ -528,35 +565,317 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-fn parse_link(m: &LinkMessage) -> Link {
+// ---- raw message layout (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h) ----
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const IFINFOMSG_LEN: usize = 16;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
+const IFLA_MASTER: u16 = 10;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_SLAVE_KIND: u16 = 4;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
+const IFLA_BRPORT_MODE: u16 = 4;
+const IFF_UP: u32 = 0x1;
+const IFF_PROMISC: u32 = 0x100;
+/// `RTMGRP_LINK`: the multicast group of link notifications.
+const RTMGRP_LINK: u32 = 1;
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+fn read_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn read_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn read_i32(b: &[u8], at: usize) -> Option<i32> {
+    read_u32(b, at).map(|v| v as i32)
+}
+
+/// A netlink message header.
+struct Header {
+    len: usize,
+    kind: u16,
+    seq: u32,
+}
+
+impl Header {
+    /// The header at the start of `b`; None when `b` cannot hold the message it announces.
+    fn read(b: &[u8]) -> Option<Header> {
+        let len = read_u32(b, 0)? as usize;
+        if len < NLMSG_HDRLEN || len > b.len() {
+            return None;
+        }
+        Some(Header { len, kind: read_u16(b, 4)?, seq: read_u32(b, 8)? })
+    }
+}
+
+/// The attributes (type without the NESTED/BYTEORDER bits, payload) in `b`.
+fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let len = read_u16(b, 0)? as usize;
+        let kind = read_u16(b, 2)? & 0x3fff;
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        let data = &b[4..len];
+        b = &b[align4(len).min(b.len())..];
+        Some((kind, data))
+    })
+}
+
+fn c_string(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// Parses one RTM_NEWLINK message (header included) into what we read of a link.
+///
+/// By hand, for speed: netlink-packet-route 0.25 formats a Debug dump of every attribute
+/// buffer while decoding a link (an eager error context), which cost ~460 µs per bridge
+/// message here, ~40 µs per veth, several times per ADD. These are the few attributes we use.
+fn parse_link(msg: &[u8]) -> Option<Link> {
+    if read_u16(msg, 4)? != RTM_NEWLINK {
+        return None;
+    }
+    let ifi = msg.get(NLMSG_HDRLEN..)?;
+    if ifi.len() < IFINFOMSG_LEN {
+        return None;
+    }
+    let flags = read_u32(ifi, 8)?;
     let mut l = Link {
-        index: m.header.index,
-        up: m.header.flags.contains(LinkFlags::Up),
-        promisc: m.header.flags.contains(LinkFlags::Promisc),
+        index: read_i32(ifi, 4)? as u32,
+        up: flags & IFF_UP != 0,
+        promisc: flags & IFF_PROMISC != 0,
         ..Default::default()
     };
-    for a in &m.attributes {
-        match a {
-            LinkAttribute::IfName(n) => l.name = n.clone(),
-            LinkAttribute::Mtu(v) => l.mtu = *v,
-            LinkAttribute::Address(mac) => l.mac = mac.clone(),
-            LinkAttribute::Controller(i) => l.master = Some(*i),
-            LinkAttribute::Link(i) => l.link = Some(*i),
-            LinkAttribute::LinkInfo(infos) => {
-                for i in infos {
-                    match i {
-                        LinkInfo::Kind(k) => l.kind = k.to_string(),
-                        LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
-                            l.hairpin = p.iter().find_map(|x| if let InfoBridgePort::HairpinMode(h) = x { Some(*h) } else { None })
-                        }
+    for (kind, data) in attrs(&ifi[IFINFOMSG_LEN..]) {
+        match kind {
+            IFLA_IFNAME => l.name = c_string(data),
+            IFLA_MTU => l.mtu = read_u32(data, 0)?,
+            IFLA_ADDRESS => l.mac = data.to_vec(),
+            IFLA_MASTER => l.master = Some(read_u32(data, 0)?),
+            IFLA_LINK => l.link = Some(read_u32(data, 0)?),
+            IFLA_LINKINFO => {
+                let mut slave_kind = String::new();
+                let mut slave_data: &[u8] = &[];
+                for (k, d) in attrs(data) {
+                    match k {
+                        IFLA_INFO_KIND => l.kind = c_string(d),
+                        IFLA_INFO_SLAVE_KIND => slave_kind = c_string(d),
+                        IFLA_INFO_SLAVE_DATA => slave_data = d,
                         _ => {}
                     }
+                }
+                if slave_kind == "bridge" {
+                    l.hairpin = attrs(slave_data).find(|(k, _)| *k == IFLA_BRPORT_MODE).and_then(|(_, d)| d.first()).map(|m| *m != 0);
                 }
             }
             _ => {}
         }
     }
-    l
+    Some(l)
+}
+
+// ---- deleting a link without waiting for the kernel's deferred teardown ----
+
+/// A socket subscribed to link notifications (`RTMGRP_LINK`) in the netns it was opened
+/// in, for [`Netlink::del_link_early`].
+pub struct LinkWatch {
+    sock: Socket,
+}
+
+impl LinkWatch {
+    pub fn open() -> R<LinkWatch> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+        sock.bind(&SocketAddr::new(0, RTMGRP_LINK)).map_err(NetlinkError::Socket)?;
+        sock.set_non_blocking(true).map_err(NetlinkError::Socket)?;
+        Ok(LinkWatch { sock })
+    }
+
+    /// Reads what is queued and removes from `pending` every index an RTM_DELLINK
+    /// (AF_UNSPEC: the link itself, not the bridge's port notice) reported.
+    /// Err on overflow (ENOBUFS: notifications were lost).
+    fn drain(&self, buf: &mut [u8], pending: &mut Vec<u32>) -> std::io::Result<()> {
+        loop {
+            let n = match self.sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut off = 0;
+            while let Some(h) = Header::read(&buf[off..n]) {
+                let m = &buf[off..off + h.len];
+                off += align4(h.len);
+                if h.kind == RTM_DELLINK && m.get(NLMSG_HDRLEN) == Some(&0) {
+                    if let Some(i) = read_i32(m, NLMSG_HDRLEN + 4) {
+                        pending.retain(|p| *p != i as u32);
+                    }
+                }
+                if off >= n {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Netlink {
+    /// Deletes link `index` (of this socket's netns) and returns once the kernel has
+    /// unregistered it, without waiting for the deferred part of the teardown.
+    ///
+    /// Why: RTM_DELLINK answers only after `netdev_run_todo`'s `rcu_barrier()` (a full RCU
+    /// grace period, ~18 ms here, whichever end of a veth pair is deleted, from whichever
+    /// netns, down first or not, ACK asked for or not: all measured). The link is already
+    /// gone before that wait: unlisted (name and index free), its addresses, routes and
+    /// bridge port removed, RTM_DELLINK sent to listeners; the barrier only precedes freeing
+    /// the device's memory. So a forked child sends the request and waits for the answer,
+    /// while this process returns as soon as `watches` have reported every
+    /// (watch, index) deleted: the link itself (a watch in this netns) and e.g. the host end
+    /// of a veth pair (a watch in the node's netns).
+    ///
+    /// Errors are not lost: if the child exits first, its exit status carries the
+    /// kernel's answer (0, or the errno). Where a child cannot be watched (no `pidfd_open`,
+    /// Linux < 5.3) or was killed, or a watch overflowed, this waits for the child or
+    /// deletes synchronously. Ok(false) when the link did not exist.
+    /// The child closes every descriptor but the request socket (so a caller reading the
+    /// plugin's stdout to EOF does not wait for it) and exits when the kernel answers; it is
+    /// reaped by whoever inherits it. `watches` must include the link itself.
+    ///
+    /// Takes the socket: the child reads its answer from it, so this process must not.
+    pub fn del_link_early(mut self, index: u32, watches: &[(&LinkWatch, u32)]) -> R<bool> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let what = || format!("delete link #{index}");
+        if watches.is_empty() {
+            return self.del_link(index); // nothing would tell us it is done
+        }
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        let req = self.serialize(RouteNetlinkMessage::DelLink(m), NLM_F_ACK);
+        let seq = self.seq;
+        let fd = self.sock.as_raw_fd();
+        // SAFETY: the child only makes async-signal-safe system calls on memory that
+        // exists before the fork (req, self.buf), then _exits.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return self.del_link(index);
+        }
+        if pid == 0 {
+            unsafe { early_child(fd, &req, &mut self.buf, seq) }
+        }
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+        let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+        let mut pending: Vec<u32> = watches.iter().map(|(_, i)| *i).collect();
+        if let Some(pidfd) = &pidfd {
+            if wait_deleted(watches, pidfd.as_raw_fd(), &mut pending) {
+                return Ok(true);
+            }
+        }
+        let mut status = 0;
+        let r = loop {
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break r;
+        };
+        if r == pid && libc::WIFEXITED(status) {
+            return match libc::WEXITSTATUS(status) {
+                0 => Ok(true),
+                e if e == libc::ENODEV => Ok(false),
+                EARLY_CHILD_IO => self.del_link(index),
+                e => Err(NetlinkError::Kernel { what: what(), source: std::io::Error::from_raw_os_error(e) }),
+            };
+        }
+        // Killed, or not ours to wait for: ask again, synchronously (ENODEV if it was done).
+        self.del_link(index)
+    }
+}
+
+/// Waits until every index in `pending` has been reported deleted by its watch (true), or
+/// until the child behind `pidfd` has exited or a watch lost notifications (false: the
+/// child's answer decides).
+fn wait_deleted(watches: &[(&LinkWatch, u32)], pidfd: i32, pending: &mut Vec<u32>) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; 32 * 1024];
+    while !pending.is_empty() {
+        let mut fds: Vec<libc::pollfd> =
+            watches.iter().map(|(w, _)| libc::pollfd { fd: w.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        fds.push(libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 });
+        // SAFETY: fds is a valid array of pollfd for the duration of the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if r < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        for (i, (w, _)) in watches.iter().enumerate() {
+            if fds[i].revents != 0 && w.drain(&mut buf, pending).is_err() {
+                return false;
+            }
+        }
+        if !pending.is_empty() && fds[watches.len()].revents != 0 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Exit status of the early-delete child when it could not talk to the kernel at all.
+const EARLY_CHILD_IO: i32 = 255;
+
+/// The child of [`Netlink::del_link_early`]: sends `req` on `fd`, waits for the answer to
+/// `seq`, exits 0 or with the errno. Async-signal-safe calls only.
+unsafe fn early_child(fd: i32, req: &[u8], buf: &mut [u8], seq: u32) -> ! {
+    for f in 0..3 {
+        if f != fd {
+            libc::close(f);
+        }
+    }
+    // Best effort (Linux >= 5.9): nothing of the parent's (pipes, lock files) stays open here.
+    if fd > 3 {
+        libc::syscall(libc::SYS_close_range, 3u32, (fd - 1) as u32, 0u32);
+    }
+    libc::syscall(libc::SYS_close_range, (fd + 1) as u32, u32::MAX, 0u32);
+    if libc::send(fd, req.as_ptr().cast(), req.len(), 0) != req.len() as isize {
+        libc::_exit(EARLY_CHILD_IO);
+    }
+    loop {
+        let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+        if n < 0 {
+            if *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
+            libc::_exit(EARLY_CHILD_IO);
+        }
+        let n = n as usize;
+        let mut off = 0;
+        while let Some(h) = Header::read(&buf[off..n]) {
+            if h.seq == seq && h.kind == NLMSG_ERROR {
+                let code = read_i32(&buf[off..off + h.len], NLMSG_HDRLEN).unwrap_or(0);
+                libc::_exit(if code == 0 { 0 } else { (-code).clamp(1, 254) });
+            }
+            off += align4(h.len);
+            if off >= n {
+                break;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -605,6 +924,7 @@ mod tests {
                 peer_netns_fd: pod.as_raw_fd(),
                 mtu: Some(1400),
                 peer_mac: Some(mac),
+                ..Default::default()
             })
             .unwrap();
             let h = nl.link_by_name("veth-t").unwrap().unwrap();
@@ -641,6 +961,65 @@ mod tests {
             assert!(nl.del_link(h.index).unwrap());
             assert!(!nl.del_link(h.index).unwrap());
             assert!(pnl.link_by_name("eth0").unwrap().is_none());
+
+            // Created with master and up in one request.
+            nl.add_veth(&VethSpec {
+                host_name: "veth-u",
+                peer_name: "eth1",
+                peer_netns_fd: pod.as_raw_fd(),
+                master: Some(br.index),
+                up: true,
+                ..Default::default()
+            })
+            .unwrap();
+            let h = nl.link_by_name("veth-u").unwrap().unwrap();
+            assert_eq!((h.master, h.up, h.hairpin), (Some(br.index), true, Some(false)));
+            let e1 = pnl.link_by_name("eth1").unwrap().unwrap();
+            assert_eq!(e1.link, Some(h.index), "a veth's IFLA_LINK is its peer's index");
+            assert_eq!(h.link, Some(e1.index));
+            let all = nl.links().unwrap();
+            assert!(all.iter().any(|l| l.name == "br-t" && l.kind == "bridge"), "{all:?}");
+            assert!(all.iter().any(|l| l.name == "lo" && l.kind.is_empty()), "{all:?}");
+
+            // The early delete: both ends gone when it returns, whoever answers first.
+            let pod_watch = std::thread::scope(|s| {
+                s.spawn(|| {
+                    nix::sched::setns(&pod, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                    (LinkWatch::open().unwrap(), Netlink::open().unwrap())
+                })
+                .join()
+                .unwrap()
+            });
+            let (pw, pnl2) = pod_watch;
+            let nw = LinkWatch::open().unwrap();
+            assert!(pnl2.del_link_early(e1.index, &[(&pw, e1.index), (&nw, h.index)]).unwrap());
+            assert!(pnl.link_by_name("eth1").unwrap().is_none());
+            assert!(nl.link_by_index(h.index).unwrap().is_none());
+            // Gone already: the child's ENODEV decides.
+            let pnl3 = std::thread::scope(|s| {
+                s.spawn(|| {
+                    nix::sched::setns(&pod, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                    Netlink::open().unwrap()
+                })
+                .join()
+                .unwrap()
+            });
+            assert!(!pnl3.del_link_early(e1.index, &[(&pw, e1.index)]).unwrap());
         });
+    }
+
+    #[test]
+    fn link_parser_skips_garbage() {
+        assert!(parse_link(&[]).is_none());
+        assert!(parse_link(&[0u8; 20]).is_none(), "not RTM_NEWLINK");
+        // A header and ifinfomsg, then a truncated attribute: the fields read so far survive.
+        let mut m = vec![0u8; 32];
+        m[4] = RTM_NEWLINK as u8;
+        m[16 + 4] = 7; // index
+        m[16 + 8] = 1; // IFF_UP
+        m.extend_from_slice(&[8, 0, IFLA_IFNAME as u8, 0, b'a', b'b', 0, 0]);
+        m.extend_from_slice(&[200, 0, 4, 0]);
+        let l = parse_link(&m).unwrap();
+        assert_eq!((l.index, l.up, l.name.as_str()), (7, true, "ab"));
     }
 }
