@@ -3,6 +3,9 @@
 //! runs every set once, the starting set rotating). The node is a fresh netns
 //! (no uplink); each call is wrapped in `nsenter --net=<node netns>`, as a runtime
 //! on the node would run it. Pod netns are made and removed outside the timing.
+//! ADD and DEL are also reported apart: where the time goes differs (the kernel's
+//! RCU wait after deleting a veth pair is ~18 ms of the reference's DEL; berth-bridge
+//! returns once the pair is unregistered, see cni/README.md).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,10 @@ struct Set {
     ipam: &'static str,
     bridge_name: String,
     subnet: String,
+    /// ADD+DEL, ADD, DEL (ms) per round.
     times: Vec<f64>,
+    adds: Vec<f64>,
+    dels: Vec<f64>,
 }
 
 fn die(msg: String) -> ! {
@@ -97,6 +103,8 @@ fn main() {
             bridge_name: "br-ref".into(),
             subnet: "10.201.0.0/16".into(),
             times: vec![],
+            adds: vec![],
+            dels: vec![],
         },
         Set {
             label: "berth-bridge+berth-ipam",
@@ -106,6 +114,8 @@ fn main() {
             bridge_name: "br-berth".into(),
             subnet: "10.202.0.0/16".into(),
             times: vec![],
+            adds: vec![],
+            dels: vec![],
         },
     ];
     for s in &sets {
@@ -133,11 +143,14 @@ fn main() {
             let cid = format!("bench{round}");
             let t = Instant::now();
             call(&node, &sets[i], &data, "ADD", &cid, &pod);
+            let add = t.elapsed().as_secs_f64() * 1000.0;
             call(&node, &sets[i], &data, "DEL", &cid, &pod);
             let el = t.elapsed().as_secs_f64() * 1000.0;
             ip(&["netns", "del", &pod_name]);
             if round >= warmup {
                 sets[i].times.push(el);
+                sets[i].adds.push(add);
+                sets[i].dels.push(el - add);
             }
         }
     }
@@ -147,6 +160,17 @@ fn main() {
     for s in &sets {
         let m = median(&s.times);
         println!("{:<30} {:>10.2} {:>10.2} {:>10}", s.label, m, p90(&s.times), ratio(m, Some(ref_med)));
+    }
+    println!("{:<30} {:>10} {:>10} {:>10} {:>10}", "per call (ms)", "ADD med", "ADD p90", "DEL med", "DEL p90");
+    for s in &sets {
+        println!(
+            "{:<30} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            s.label,
+            median(&s.adds),
+            p90(&s.adds),
+            median(&s.dels),
+            p90(&s.dels)
+        );
     }
     let r = median(&sets[1].times) / ref_med;
     println!("ratio berth/reference: {r:.2} (target at most 0.50: {})", if r <= 0.5 { "met" } else { "NOT met" });
