@@ -3,13 +3,17 @@
 
 use std::path::Path;
 
+use berth_tests::cni::{allocations, Call};
 use berth_tests::netns::{Netns, Node};
 use berth_tests::{json, Value};
 
-mod cni_common;
-use cni_common::*;
-
 const IPAM: &str = "berth-ipam";
+
+/// berth-bridge `command` for the attachment (`cid`, eth0) of the pod netns at `pod`, run
+/// inside the node's netns as the node's runtime would.
+fn bridge(node: &Node, command: &str, cid: &str, pod: &Path) -> Call {
+    Call::new("berth-bridge", command).id(cid).ifname("eth0").netns(pod).in_netns(node.path())
+}
 
 fn conf(node: &Node, extra: Value) -> Value {
     let mut c = json!({
@@ -26,12 +30,15 @@ fn conf(node: &Node, extra: Value) -> Value {
 }
 
 fn add(node: &Node, c: &Value, cid: &str, pod: &Netns) -> Value {
-    call(node, "berth-bridge", "ADD", c, cid, Some(&pod.path()), "eth0").ok()
+    bridge(&node, "ADD", cid, &pod.path()).conf(c).run().ok()
 }
 
 fn del(node: &Node, c: &Value, cid: &str, netns: Option<&Path>) {
-    let out = call(node, "berth-bridge", "DEL", c, cid, netns, "eth0").ok();
-    assert_eq!(out, Value::Null);
+    let mut call = Call::new("berth-bridge", "DEL").id(cid).ifname("eth0").conf(c).in_netns(node.path());
+    if let Some(n) = netns {
+        call = call.netns(n);
+    }
+    assert_eq!(call.run().ok(), Value::Null);
 }
 
 /// Nothing of any attachment left: no veth on the node, no allocation.
@@ -124,7 +131,7 @@ fn two_pods_get_addresses_routes_mtu_mac_hairpin_and_talk() {
     // CHECK passes on an intact attachment.
     let mut chk = c1.clone();
     chk["prevResult"] = r1.clone();
-    call(&node, "berth-bridge", "CHECK", &chk, "pod1", Some(&p1.path()), "eth0").ok();
+    bridge(&node, "CHECK", "pod1", &p1.path()).conf(&chk).run().ok();
 
     del(&node, &c1, "pod1", Some(&p1.path()));
     del(&node, &c, "pod2", Some(&p2.path()));
@@ -157,12 +164,12 @@ fn check_detects_a_removed_address() {
     let r = add(&node, &c, "chk", &p);
     let mut chk = c.clone();
     chk["prevResult"] = r.clone();
-    call(&node, "berth-bridge", "CHECK", &chk, "chk", Some(&p.path()), "eth0").ok();
+    bridge(&node, "CHECK", "chk", &p.path()).conf(&chk).run().ok();
     let addr = r["ips"][0]["address"].as_str().unwrap().to_string();
     p.sh_ok(&format!("ip addr del {addr} dev eth0"));
-    call(&node, "berth-bridge", "CHECK", &chk, "chk", Some(&p.path()), "eth0").err(999, &[&addr, "eth0"]);
+    bridge(&node, "CHECK", "chk", &p.path()).conf(&chk).run().err(999, &[&addr, "eth0"]);
     // CHECK without prevResult is a config error.
-    call(&node, "berth-bridge", "CHECK", &c, "chk", Some(&p.path()), "eth0").err(7, &["prevResult"]);
+    bridge(&node, "CHECK", "chk", &p.path()).conf(&c).run().err(7, &["prevResult"]);
     del(&node, &c, "chk", Some(&p.path()));
     assert_clean(&node);
 }
@@ -172,7 +179,7 @@ fn missing_netns_is_a_clear_error_and_leaves_nothing() {
     let Some(node) = Node::new() else { return };
     let c = conf(&node, json!({"isGateway": true}));
     let missing = node.missing_pod_path();
-    let o = call(&node, "berth-bridge", "ADD", &c, "nons", Some(&missing), "eth0");
+    let o = bridge(&node, "ADD", "nons", &missing).conf(&c).run();
     o.err(4, &["CNI_NETNS", &missing.display().to_string()]);
     assert!(node.link("br-berth").is_none(), "no bridge made for a failed ADD");
     assert_clean(&node);
@@ -184,7 +191,7 @@ fn subnet_overlapping_the_node_is_refused_and_leaves_nothing() {
     node.sh_ok("ip link add up0 type bridge && ip addr add 10.22.0.200/16 dev up0 && ip link set up0 up");
     let c = conf(&node, json!({"isGateway": true}));
     let p = node.pod();
-    call(&node, "berth-bridge", "ADD", &c, "ovl", Some(&p.path()), "eth0").err(7, &["10.22.0.0/24", "overlaps", "up0"]);
+    bridge(&node, "ADD", "ovl", &p.path()).conf(&c).run().err(7, &["10.22.0.0/24", "overlaps", "up0"]);
     assert!(p.link("eth0").is_none(), "no pod interface left");
     assert!(node.link("br-berth").is_none(), "no bridge left");
     assert_clean(&node);
@@ -196,7 +203,7 @@ fn gateway_address_conflict_needs_force_address() {
     node.sh_ok("ip link add br-berth type bridge && ip addr add 10.22.0.9/24 dev br-berth");
     let c = conf(&node, json!({"isGateway": true}));
     let p = node.pod();
-    call(&node, "berth-bridge", "ADD", &c, "f", Some(&p.path()), "eth0").err(7, &["10.22.0.9/24", "forceAddress"]);
+    bridge(&node, "ADD", "f", &p.path()).conf(&c).run().err(7, &["10.22.0.9/24", "forceAddress"]);
     assert!(p.link("eth0").is_none());
     assert_clean(&node);
     let c = conf(&node, json!({"isGateway": true, "forceAddress": true}));
@@ -217,7 +224,7 @@ fn vlan_is_refused_where_the_kernel_cannot_filter() {
     }
     let c = conf(&node, json!({"vlan": 100}));
     let p = node.pod();
-    call(&node, "berth-bridge", "ADD", &c, "v", Some(&p.path()), "eth0").err(999, &["vlan", "VLAN filtering"]);
+    bridge(&node, "ADD", "v", &p.path()).conf(&c).run().err(999, &["vlan", "VLAN filtering"]);
     assert!(p.link("eth0").is_none());
     assert!(node.link("br-berth").is_none(), "no bridge left");
     assert_clean(&node);
@@ -247,10 +254,10 @@ fn bad_config_is_refused_before_anything_is_made() {
     let Some(node) = Node::new() else { return };
     let p = node.pod();
     let c = conf(&node, json!({"bridge": "this-name-is-too-long"}));
-    call(&node, "berth-bridge", "ADD", &c, "bad", Some(&p.path()), "eth0").err(7, &["bridge"]);
+    bridge(&node, "ADD", "bad", &p.path()).conf(&c).run().err(7, &["bridge"]);
     let mut c = conf(&node, json!({}));
     c.as_object_mut().unwrap().remove("ipam");
-    call(&node, "berth-bridge", "ADD", &c, "bad", Some(&p.path()), "eth0").err(7, &["ipam"]);
+    bridge(&node, "ADD", "bad", &p.path()).conf(&c).run().err(7, &["ipam"]);
     assert!(p.link("eth0").is_none());
     assert_clean(&node);
 }
@@ -293,7 +300,7 @@ fn parallel_adds_share_one_bridge_and_get_unique_addresses() {
             .enumerate()
             .map(|(i, p)| {
                 let (node, c) = (&node, &c);
-                s.spawn(move || call(node, "berth-bridge", "ADD", c, &format!("par{i}"), Some(&p.path()), "eth0").ok())
+                s.spawn(move || Call::new("berth-bridge", "ADD").id(&format!("par{i}")).ifname("eth0").netns(&p.path()).conf(c).in_netns(node.path()).run().ok())
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -323,11 +330,11 @@ fn gc_releases_stale_attachments_and_status_answers() {
     let r1 = add(&node, &c, "keep", &p1);
     add(&node, &c, "stale", &p2);
     assert_eq!(allocations(&node.tmp().join("ipam")).len(), 2);
-    call(&node, "berth-bridge", "STATUS", &c, "", None, "").ok();
+    Call::new("berth-bridge", "STATUS").conf(&c).in_netns(node.path()).run().ok();
 
     let mut gc = c.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
-    call(&node, "berth-bridge", "GC", &gc, "", None, "").ok();
+    Call::new("berth-bridge", "GC").conf(&gc).in_netns(node.path()).run().ok();
     assert_eq!(allocations(&node.tmp().join("ipam")), vec![ip_of(&r1)], "only the valid attachment keeps its address");
     let rules = node.nft_ruleset();
     assert!(rules.contains("berth:testnet:keep:eth0") && !rules.contains("berth:testnet:stale:eth0"), "{rules}");
@@ -347,7 +354,7 @@ fn a_failure_late_in_add_undoes_everything() {
     let mut c = conf(&node, json!({"isGateway": true}));
     c["ipam"]["routes"] = json!([{"dst": "10.40.0.0/16", "gw": "192.168.77.1"}]);
     let p = node.pod();
-    let o = call(&node, "berth-bridge", "ADD", &c, "late", Some(&p.path()), "eth0");
+    let o = bridge(&node, "ADD", "late", &p.path()).conf(&c).run();
     o.err(999, &["10.40.0.0/16", "192.168.77.1"]);
     assert!(p.link("eth0").is_none(), "pod interface left behind");
     assert!(node.link("br-berth").is_none(), "bridge made by the failed ADD left behind");
@@ -383,17 +390,17 @@ fn ip_masq_rules_follow_add_check_del_and_gc() {
 
     let mut chk = c.clone();
     chk["prevResult"] = r1.clone();
-    call(&node, "berth-bridge", "CHECK", &chk, "m1", Some(&p1.path()), "eth0").ok();
+    bridge(&node, "CHECK", "m1", &p1.path()).conf(&chk).run().ok();
 
     let mut gc = c.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "m1", "ifname": "eth0"}]);
-    call(&node, "berth-bridge", "GC", &gc, "", None, "").ok();
+    Call::new("berth-bridge", "GC").conf(&gc).in_netns(node.path()).run().ok();
     let rules = node.nft_ruleset();
     assert!(rules.contains("berth:testnet:m1:eth0") && !rules.contains("berth:testnet:m2:eth0"), "{rules}");
     // CHECK notices m1's rule going missing.
     // "masquerade" is an nft keyword: the chain is named through the JSON interface.
     node.sh_ok(r#"echo '{"nftables":[{"flush":{"chain":{"family":"inet","table":"berth-cni","name":"masquerade"}}}]}' | nft -j -f -"#);
-    call(&node, "berth-bridge", "CHECK", &chk, "m1", Some(&p1.path()), "eth0").err(999, &["masquerade", "berth:testnet:m1:eth0"]);
+    bridge(&node, "CHECK", "m1", &p1.path()).conf(&chk).run().err(999, &["masquerade", "berth:testnet:m1:eth0"]);
     assert!(!p1.ping("10.99.0.2"), "without the rule the outside cannot answer");
 
     for (id, p) in [("m1", &p1), ("m2", &p2)] {
@@ -418,7 +425,7 @@ fn without_ip_masq_the_outside_cannot_answer_and_a_failed_add_leaves_no_rule() {
     // A late failure after the masquerade rule was added takes it back too.
     let mut c = conf(&node, json!({"isGateway": true, "ipMasq": true, "macspoofchk": true}));
     c["ipam"]["routes"] = json!([{"dst": "10.40.0.0/16", "gw": "192.168.77.1"}]);
-    call(&node, "berth-bridge", "ADD", &c, "late", Some(&p.path()), "eth0").err(999, &["192.168.77.1"]);
+    bridge(&node, "ADD", "late", &p.path()).conf(&c).run().err(999, &["192.168.77.1"]);
     assert!(!node.nft_ruleset().contains("berth:"), "{}", node.nft_ruleset());
     assert_clean(&node);
 }

@@ -7,12 +7,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use berth_tests::cni::{allocations, Call};
 use berth_tests::netns::{Netns, Node};
 use berth_tests::traffic::{tcp_ask, udp_ask, Server};
 use berth_tests::{json, Value};
 
-mod cni_common;
-use cni_common::*;
 
 const GW: &str = "10.77.0.1";
 
@@ -41,14 +40,6 @@ fn conflist(node: &Node, portmap_type: &str) -> Value {
     })
 }
 
-/// Where each plugin lives: reference plugins by absolute path, ours in BERTH_BIN_DIR.
-fn plugin_path(t: &str) -> String {
-    match t {
-        "loopback" | "portmap" => format!("/usr/lib/cni/{t}"),
-        ours => bin_dir().join(ours).display().to_string(),
-    }
-}
-
 /// One plugin's config as a runtime builds it from the list: the list's name and version,
 /// `runtimeConfig` for the capabilities it declares, and `prevResult`.
 fn plugin_conf(list: &Value, plugin: &Value, prev: Option<&Value>, port_mappings: &Value) -> Value {
@@ -74,8 +65,8 @@ fn add_list(node: &Node, list: &Value, cid: &str, pod: &Netns, maps: &Value) -> 
     for p in plugins(list) {
         let t = p["type"].as_str().unwrap().to_string();
         let conf = plugin_conf(list, &p, prev.as_ref(), maps);
-        let out = call(node, &plugin_path(&t), "ADD", &conf, cid, Some(&pod.path()), "eth0");
-        let r = out.ok();
+        // Reference plugins by name come from /usr/lib/cni, ours from BERTH_BIN_DIR.
+        let r = Call::new(&t, "ADD").id(cid).ifname("eth0").netns(pod.path()).conf(&conf).in_netns(node.path()).run().ok();
         assert_eq!(r["cniVersion"], list["cniVersion"], "{t} answers in the list's version: {r}");
         prev = Some(r);
     }
@@ -87,7 +78,7 @@ fn del_list(node: &Node, list: &Value, cid: &str, pod: &Netns, maps: &Value, res
     for p in plugins(list).iter().rev() {
         let t = p["type"].as_str().unwrap().to_string();
         let conf = plugin_conf(list, p, Some(result), maps);
-        call(node, &plugin_path(&t), "DEL", &conf, cid, Some(&pod.path()), "eth0").ok();
+        Call::new(&t, "DEL").id(cid).ifname("eth0").netns(pod.path()).conf(&conf).in_netns(node.path()).run().ok();
     }
 }
 

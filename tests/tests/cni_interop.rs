@@ -2,11 +2,17 @@
 //! containernetworking-plugins, which speak CNI up to 1.0.0), in every version
 //! both sides share. The node runs in a fresh netns, pods in further netns.
 
+use std::path::Path;
+
+use berth_tests::cni::{allocations, Call};
 use berth_tests::netns::Node;
 use berth_tests::{json, Value};
 
-mod cni_common;
-use cni_common::*;
+/// berth-bridge `command` for the attachment (`cid`, eth0) of the pod netns at `pod`, run
+/// inside the node's netns as the node's runtime would.
+fn bridge(node: &Node, command: &str, cid: &str, pod: &Path) -> Call {
+    Call::new("berth-bridge", command).id(cid).ifname("eth0").netns(pod).in_netns(node.path())
+}
 
 fn host_local_present() -> bool {
     let ok = std::path::Path::new("/usr/lib/cni/host-local").is_file();
@@ -32,8 +38,8 @@ fn berth_bridge_with_reference_host_local_in_each_shared_version() {
         });
         let (p1, p2) = (node.pod(), node.pod());
         let (id1, id2) = (format!("a{i}"), format!("b{i}"));
-        let r1 = call(&node, "berth-bridge", "ADD", &c, &id1, Some(&p1.path()), "eth0").ok();
-        let r2 = call(&node, "berth-bridge", "ADD", &c, &id2, Some(&p2.path()), "eth0").ok();
+        let r1 = bridge(&node, "ADD", &id1, &p1.path()).conf(&c).run().ok();
+        let r2 = bridge(&node, "ADD", &id2, &p2.path()).conf(&c).run().ok();
         assert_eq!(r1["cniVersion"], *v);
         // 0.3.x/0.4.0 results carry "version" in each ip.
         assert_eq!(r1["ips"][0].get("version").is_some(), v.starts_with("0."), "{v}: {r1}");
@@ -49,11 +55,11 @@ fn berth_bridge_with_reference_host_local_in_each_shared_version() {
         if *v != "0.3.0" && *v != "0.3.1" {
             let mut chk = c.clone();
             chk["prevResult"] = r1.clone();
-            call(&node, "berth-bridge", "CHECK", &chk, &id1, Some(&p1.path()), "eth0").ok();
+            bridge(&node, "CHECK", &id1, &p1.path()).conf(&chk).run().ok();
         }
         for (id, p) in [(&id1, &p1), (&id2, &p2)] {
-            call(&node, "berth-bridge", "DEL", &c, id, Some(&p.path()), "eth0").ok();
-            call(&node, "berth-bridge", "DEL", &c, id, Some(&p.path()), "eth0").ok();
+            bridge(&node, "DEL", id, &p.path()).conf(&c).run().ok();
+            bridge(&node, "DEL", id, &p.path()).conf(&c).run().ok();
         }
         assert_eq!(node.links_of("veth"), Vec::<String>::new(), "{v}");
         assert_eq!(allocations(&data), Vec::<String>::new(), "{v}");
@@ -73,15 +79,15 @@ fn host_local_errors_come_back_as_they_are_and_nothing_is_left() {
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.32.0.0/30"}]], "dataDir": data},
     });
     let (p1, p2) = (node.pod(), node.pod());
-    call(&node, "berth-bridge", "ADD", &c, "t1", Some(&p1.path()), "eth0").ok();
-    let o = call(&node, "berth-bridge", "ADD", &c, "t2", Some(&p2.path()), "eth0");
+    bridge(&node, "ADD", "t1", &p1.path()).conf(&c).run().ok();
+    let o = bridge(&node, "ADD", "t2", &p2.path()).conf(&c).run();
     assert_ne!(o.code, 0, "{:?}", o);
     let msg = o.json["msg"].as_str().unwrap_or("").to_string();
     assert!(msg.contains("no IP addresses available") || msg.contains("10.32.0.0/30"), "{}", o.json);
     assert!(p2.link("eth0").is_none(), "no interface for the failed ADD");
     assert_eq!(node.links_of("veth").len(), 1, "only t1's veth");
-    call(&node, "berth-bridge", "DEL", &c, "t1", Some(&p1.path()), "eth0").ok();
-    call(&node, "berth-bridge", "DEL", &c, "t2", Some(&p2.path()), "eth0").ok();
+    bridge(&node, "DEL", "t1", &p1.path()).conf(&c).run().ok();
+    bridge(&node, "DEL", "t2", &p2.path()).conf(&c).run().ok();
     assert_eq!(node.links_of("veth"), Vec::<String>::new());
     assert_eq!(allocations(&data), Vec::<String>::new());
 }

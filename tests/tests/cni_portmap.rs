@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use berth_tests::cni::{plugin_path, Call};
 use berth_tests::netns::{Netns, Node};
 use berth_tests::traffic::{tcp_ask, udp_ask, Server};
 use berth_tests::{json, Value};
@@ -17,26 +18,13 @@ const BRIDGE: &str = "cni-pm0";
 const GW4: &str = "10.99.0.1";
 const GW6: &str = "fd99::1";
 
-fn bin_dir() -> PathBuf {
-    std::env::var_os("BERTH_BIN_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| berth_tests::repo_root().join("target/bin"))
-}
-
-fn portmap() -> PathBuf {
-    bin_dir().join("berth-portmap")
-}
-
-/// The plugins wiring pods to the node: berth-bridge + berth-ipam.
-fn bridge() -> PathBuf {
-    bin_dir().join("berth-bridge")
-}
+const PORTMAP: &str = "berth-portmap";
+const BRIDGE_PLUGIN: &str = "berth-bridge";
 
 /// Root, berth-portmap built, reference plugins and nft installed; else SKIP.
 fn node() -> Option<Node> {
     let node = Node::new()?;
-    for p in [portmap(), bridge(), bin_dir().join("berth-ipam"), PathBuf::from("/usr/sbin/nft")] {
+    for p in [plugin_path(PORTMAP), plugin_path(BRIDGE_PLUGIN), plugin_path("berth-ipam"), PathBuf::from("/usr/sbin/nft")] {
         if !p.is_file() {
             println!("SKIP: {} is missing (scripts/build; Debian nftables)", p.display());
             return None;
@@ -47,52 +35,15 @@ fn node() -> Option<Node> {
     Some(node)
 }
 
-/// Runs a CNI plugin inside the node's netns. `Ok(stdout JSON)` (Null when empty) on exit 0,
-/// `Err(error JSON)` otherwise.
-fn cni(node: &Netns, plugin: &Path, env: &[(&str, &str)], conf: &Value) -> Result<Value, Value> {
-    use std::io::Write;
-    let path = format!("{}:/usr/lib/cni", bin_dir().display());
-    let mut cmd = node.cmd(plugin);
-    cmd.env_clear().env("CNI_PATH", path).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", plugin.display()));
-    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let parsed: Value = if stdout.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!("{} {env:?}: stdout is not JSON ({e}): {stdout}\nstderr: {}", plugin.display(), String::from_utf8_lossy(&out.stderr))
-        })
-    };
-    if out.status.success() {
-        Ok(parsed)
-    } else {
-        Err(parsed)
-    }
+/// `plugin` `command` for the attachment (`cid`, eth0) of the pod netns at `pod`, run
+/// inside the node's netns.
+fn att(node: &Netns, plugin: &str, command: &str, cid: &str, pod: &Path) -> Call {
+    Call::new(plugin, command).id(cid).ifname("eth0").netns(pod).in_netns(node.path())
 }
 
-/// Env of an attachment-scoped command.
-fn att<'a>(command: &'a str, cid: &'a str, netns: &'a Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("CNI_COMMAND", command.to_string()),
-        ("CNI_CONTAINERID", cid.to_string()),
-        ("CNI_NETNS", netns.display().to_string()),
-        ("CNI_IFNAME", "eth0".to_string()),
-    ]
-}
-
-fn call(node: &Netns, plugin: &Path, env: &[(&'static str, String)], conf: &Value) -> Result<Value, Value> {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    cni(node, plugin, &env, conf)
+/// A command of no attachment (GC) in the node's netns.
+fn net_call(node: &Netns, plugin: &str, command: &str) -> Call {
+    Call::new(plugin, command).in_netns(node.path())
 }
 
 fn bridge_conf(node: &Node, v6: bool) -> Value {
@@ -121,12 +72,11 @@ fn portmap_conf(prev: Option<&Value>, mappings: Value) -> Value {
 
 /// Wires `pod` to the node's bridge; returns the bridge plugin's result.
 fn attach(node: &Node, pod: &Netns, cid: &str, v6: bool) -> Value {
-    call(node, &bridge(), &att("ADD", cid, &pod.path()), &bridge_conf(node, v6))
-        .unwrap_or_else(|e| panic!("bridge ADD {cid}: {e}"))
+    att(node, BRIDGE_PLUGIN, "ADD", cid, &pod.path()).conf(&bridge_conf(node, v6)).run().ok()
 }
 
 fn detach(node: &Node, pod: &Netns, cid: &str, v6: bool) {
-    call(node, &bridge(), &att("DEL", cid, &pod.path()), &bridge_conf(node, v6)).unwrap_or_else(|e| panic!("bridge DEL {cid}: {e}"));
+    att(node, BRIDGE_PLUGIN, "DEL", cid, &pod.path()).conf(&bridge_conf(node, v6)).run().ok();
 }
 
 /// The pod address of a result in the given family (`"10.99.0.2"`).
@@ -176,7 +126,7 @@ fn tcp_and_udp_host_ports_reach_the_pod_from_node_localhost_and_pods() {
     assert!(tcp_ask(&node.path(), sa(&format!("{GW4}:8080"))).is_err());
 
     let conf = portmap_conf(Some(&r1), maps.clone());
-    let out = call(&node, &portmap(), &att("ADD", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("portmap ADD: {e}"));
+    let out = att(&node, PORTMAP, "ADD", "pm-c1", &p1.path()).conf(&conf).run().ok();
     assert_eq!(out["ips"], r1["ips"], "ADD passes prevResult through: {out}");
     assert_eq!(out["interfaces"], r1["interfaces"]);
     assert_eq!(out["cniVersion"], "1.1.0");
@@ -198,19 +148,20 @@ fn tcp_and_udp_host_ports_reach_the_pod_from_node_localhost_and_pods() {
     assert_eq!(tcp_ask(&p2.path(), sa(&format!("{ip1}:80"))).unwrap(), format!("pod1 {ip2}\n"));
 
     // CHECK passes, and fails once a rule is gone.
-    call(&node, &portmap(), &att("CHECK", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("CHECK: {e}"));
+    att(&node, PORTMAP, "CHECK", "pm-c1", &p1.path()).conf(&conf).run().ok();
     let (chain, _, handle) = node.berth_cni_rules().into_iter().find(|(c, t, _)| c == "hostport-snat" && t == tag).unwrap();
     node.sh_ok(&format!("nft delete rule inet berth-cni {chain} handle {handle}"));
-    let err = call(&node, &portmap(), &att("CHECK", "pm-c1", &p1.path()), &conf).expect_err("CHECK with a rule missing");
-    assert!(err["msg"].as_str().unwrap().contains("missing"), "{err}");
+    let out = att(&node, PORTMAP, "CHECK", "pm-c1", &p1.path()).conf(&conf).run();
+    assert_ne!(out.code, 0, "CHECK with a rule missing: {out:?}");
+    assert!(out.json["msg"].as_str().unwrap().contains("missing"), "{}", out.json);
 
     // DEL removes exactly its rules; twice is fine, and so is DEL without prevResult.
-    call(&node, &portmap(), &att("DEL", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("DEL: {e}"));
+    att(&node, PORTMAP, "DEL", "pm-c1", &p1.path()).conf(&conf).run().ok();
     assert_eq!(tagged(&node, tag), BTreeMap::new());
     assert!(tcp_ask(&node.path(), sa(&format!("{GW4}:8080"))).is_err(), "hostPort still mapped after DEL");
-    call(&node, &portmap(), &att("DEL", "pm-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("second DEL: {e}"));
+    att(&node, PORTMAP, "DEL", "pm-c1", &p1.path()).conf(&conf).run().ok();
     let bare = json!({"cniVersion": "1.1.0", "name": NET, "type": "berth-portmap"});
-    call(&node, &portmap(), &att("DEL", "pm-c1", &p1.path()), &bare).unwrap_or_else(|e| panic!("DEL without prevResult: {e}"));
+    att(&node, PORTMAP, "DEL", "pm-c1", &p1.path()).conf(&bare).run().ok();
 
     drop(srv);
     detach(&node, &p1, "pm-c1", false);
@@ -231,7 +182,7 @@ fn host_ip_limits_the_mapping_and_ipv6_pods_are_mapped_too() {
         {"hostPort": 5354, "containerPort": 53, "protocol": "udp", "hostIP": GW6},
     ]);
     let conf = portmap_conf(Some(&r1), maps);
-    call(&node, &portmap(), &att("ADD", "pm6-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("portmap ADD: {e}"));
+    att(&node, PORTMAP, "ADD", "pm6-c1", &p1.path()).conf(&conf).run().ok();
     let tag = "berth:pmnet:pm6-c1:eth0";
     // DNAT: 8081 v4 only (hostIP), 8082 v4 + v6, 5354 v6 only. SNAT per pod address and
     // container port: tcp/80 v4 hairpin + localhost (shared by 8081 and 8082), tcp/80 v6
@@ -247,9 +198,9 @@ fn host_ip_limits_the_mapping_and_ipv6_pods_are_mapped_too() {
     assert_eq!(tcp_ask(&p1.path(), sa(&format!("[{GW6}]:8082"))).unwrap(), v6_from_node, "v6 hairpin to itself");
     assert_eq!(udp_ask(&p2.path(), sa(&format!("[{GW6}]:5354"))).unwrap(), v6_from_node);
     assert!(udp_ask(&node.path(), sa(&format!("{GW4}:5354"))).is_err(), "v6-only hostIP mapping must not answer on v4");
-    call(&node, &portmap(), &att("CHECK", "pm6-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("CHECK: {e}"));
+    att(&node, PORTMAP, "CHECK", "pm6-c1", &p1.path()).conf(&conf).run().ok();
 
-    call(&node, &portmap(), &att("DEL", "pm6-c1", &p1.path()), &conf).unwrap_or_else(|e| panic!("DEL: {e}"));
+    att(&node, PORTMAP, "DEL", "pm6-c1", &p1.path()).conf(&conf).run().ok();
     assert!(tcp_ask(&node.path(), sa(&format!("[{GW6}]:8082"))).is_err());
     drop(srv);
     detach(&node, &p1, "pm6-c1", true);
@@ -280,29 +231,29 @@ fn gc_removes_rules_of_attachments_no_longer_valid() {
     let maps = json!([{"hostPort": 9000, "containerPort": 80}]);
     for (i, cid) in ["gc-a", "gc-b"].into_iter().enumerate() {
         let conf = portmap_conf(Some(&fake_prev(10 + i as u8)), maps.clone());
-        call(&node, &portmap(), &att("ADD", cid, &pod.path()), &conf).unwrap_or_else(|e| panic!("ADD {cid}: {e}"));
+        att(&node, PORTMAP, "ADD", cid, &pod.path()).conf(&conf).run().ok();
     }
     let mut other = portmap_conf(Some(&fake_prev(12)), maps.clone());
     other["name"] = json!("othernet");
-    call(&node, &portmap(), &att("ADD", "gc-c", &pod.path()), &other).unwrap_or_else(|e| panic!("ADD gc-c: {e}"));
+    att(&node, PORTMAP, "ADD", "gc-c", &pod.path()).conf(&other).run().ok();
     assert_eq!(node.berth_cni_rules().len(), 3 * 4);
 
     let gc = json!({
         "cniVersion": "1.1.0", "name": NET, "type": "berth-portmap",
         "cni.dev/valid-attachments": [{"containerID": "gc-a", "ifname": "eth0"}],
     });
-    call(&node, &portmap(), &[("CNI_COMMAND", "GC".to_string())], &gc).unwrap_or_else(|e| panic!("GC: {e}"));
+    net_call(&node, PORTMAP, "GC").conf(&gc).run().ok();
     let four = counts(&[("hostport-dnat", 1), ("hostport-output", 1), ("hostport-snat", 2)]);
     assert_eq!(tagged(&node, "berth:pmnet:gc-a:eth0"), four, "valid attachment kept");
     assert_eq!(tagged(&node, "berth:pmnet:gc-b:eth0"), BTreeMap::new(), "stale attachment removed");
     assert_eq!(tagged(&node, "berth:othernet:gc-c:eth0"), four, "other network untouched");
     // GC again: nothing more to do.
-    call(&node, &portmap(), &[("CNI_COMMAND", "GC".to_string())], &gc).unwrap_or_else(|e| panic!("GC again: {e}"));
+    net_call(&node, PORTMAP, "GC").conf(&gc).run().ok();
     assert_eq!(node.berth_cni_rules().len(), 2 * 4);
 
     let empty_gc = json!({"cniVersion": "1.1.0", "name": "othernet", "type": "berth-portmap", "cni.dev/valid-attachments": []});
-    call(&node, &portmap(), &[("CNI_COMMAND", "GC".to_string())], &empty_gc).unwrap_or_else(|e| panic!("GC othernet: {e}"));
-    call(&node, &portmap(), &att("DEL", "gc-a", &pod.path()), &portmap_conf(None, json!([]))).unwrap();
+    net_call(&node, PORTMAP, "GC").conf(&empty_gc).run().ok();
+    att(&node, PORTMAP, "DEL", "gc-a", &pod.path()).conf(&portmap_conf(None, json!([]))).run().ok();
     assert!(node.berth_cni_rules().is_empty(), "rules left: {:?}", node.berth_cni_rules());
 }
 
@@ -326,14 +277,16 @@ fn bad_input_is_a_spec_error_and_adds_nothing() {
         }, 2, "conditionsV4"),
     ];
     for (what, conf, code, needle) in cases {
-        let err = call(&node, &portmap(), &att("ADD", "bad", &pod.path()), &conf).expect_err(what);
+        let out = att(&node, PORTMAP, "ADD", "bad", &pod.path()).conf(&conf).run();
+        assert_ne!(out.code, 0, "{what}: should fail: {out:?}");
+        let err = out.json;
         assert_eq!(err["code"], code, "{what}: {err}");
         let msg = format!("{} {}", err["msg"].as_str().unwrap_or(""), err["details"].as_str().unwrap_or(""));
         assert!(msg.contains(needle), "{what}: message should name {needle}: {err}");
         assert!(node.berth_cni_rules().is_empty(), "{what}: rules added: {:?}", node.berth_cni_rules());
     }
     // An empty mapping list is no error: prevResult passes through, no rule.
-    let out = call(&node, &portmap(), &att("ADD", "none", &pod.path()), &portmap_conf(Some(&fake_prev(10)), json!([]))).unwrap();
+    let out = att(&node, PORTMAP, "ADD", "none", &pod.path()).conf(&portmap_conf(Some(&fake_prev(10)), json!([]))).run().ok();
     assert_eq!(out["ips"], fake_prev(10)["ips"]);
     assert!(node.berth_cni_rules().is_empty());
 }
@@ -352,7 +305,7 @@ fn concurrent_adds_and_dels_lose_no_rule() {
                 s.spawn(move || {
                     let cid = format!("par-{i}");
                     let conf = portmap_conf(Some(&fake_prev(10 + i)), json!([{"hostPort": 9000 + i as u16, "containerPort": 80}]));
-                    call(node, &portmap(), &att(command, &cid, &pod.path()), &conf).unwrap_or_else(|e| panic!("{command} {cid}: {e}"));
+                    att(node, PORTMAP, command, &cid, &pod.path()).conf(&conf).run().ok();
                 });
             }
         })
