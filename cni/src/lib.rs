@@ -2,6 +2,7 @@
 //! `berth-ipam` (`ipam`), `berth-bridge` and `berth-portmap`.
 
 pub mod bridge;
+pub mod conntrack;
 pub mod invoke;
 pub mod ipam;
 pub mod nat;

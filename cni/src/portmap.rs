@@ -14,6 +14,9 @@
 //!   `route_localnet=1` on the interface towards the pod, which ADD sets, as the reference
 //!   does). IPv6 has no route_localnet, so `[::1]:hostPort` is not mapped (as the reference).
 //! - `masqAll: true` masquerades every DNATed connection to the pod instead.
+//! - After adding the rules, ADD deletes the conntrack entries of UDP to each mapped UDP
+//!   host port (`crate::conntrack`), as the reference does: entries made before the
+//!   mapping existed would keep a client's datagrams away from the pod.
 //!
 //! Accepted options: `snat`, `masqAll`, `markMasqBit` (validated, unused: no marks are
 //! needed with `ct status dnat`). `externalSetMarkChain` and non-empty
@@ -531,6 +534,16 @@ pub fn add(at: &Attachment, mappings: &[PortMapping], pod: &PodAddrs, opts: &Opt
         }
     }
     nat::Nft::locate()?.add_rules(&at.tag(), &rules)?;
+    // UDP datagrams that reached a host port before it was mapped left conntrack entries
+    // without DNAT; the client's later datagrams would keep matching them (see
+    // `conntrack`). Best effort, as the reference portmap: the mapping works for every new
+    // client either way, so a failure is a warning, not a failed ADD.
+    let mut udp: Vec<u16> = mappings.iter().filter(|m| m.protocol == Protocol::Udp).map(|m| m.host_port).collect();
+    udp.sort_unstable();
+    udp.dedup();
+    if let Err(e) = crate::conntrack::delete_udp_to_ports(&udp) {
+        eprintln!("berth-portmap: warning: cannot delete stale UDP conntrack entries of host ports {udp:?}: {e}");
+    }
     Ok(())
 }
 

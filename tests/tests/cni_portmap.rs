@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use berth_tests::cni::{plugin_path, Call};
 use berth_tests::netns::{Netns, Node};
-use berth_tests::traffic::{tcp_ask, udp_ask, Server};
+use berth_tests::traffic::{in_netns, tcp_ask, udp_ask, Server, TIMEOUT};
 use berth_tests::{json, Value};
 
 const NET: &str = "pmnet";
@@ -205,6 +205,55 @@ fn host_ip_limits_the_mapping_and_ipv6_pods_are_mapped_too() {
     drop(srv);
     detach(&node, &p1, "pm6-c1", true);
     detach(&node, &p2, "pm6-c2", true);
+    assert!(node.berth_cni_rules().is_empty(), "rules left: {:?}", node.berth_cni_rules());
+}
+
+/// Conntrack entries in the node's netns (`/proc/net/nf_conntrack` lines) of UDP to `port`.
+fn udp_conntrack_to(node: &Netns, port: u16) -> Vec<String> {
+    node.sh_ok("cat /proc/net/nf_conntrack")
+        .lines()
+        .filter(|l| l.contains(" udp ") && l.split_whitespace().find(|w| w.starts_with("dport=")) == Some(&format!("dport={port}")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn udp_sent_to_a_host_port_before_add_reaches_the_pod_after_add() {
+    // A client that sent to a UDP hostPort before the mapping existed left a conntrack
+    // entry without DNAT; its later datagrams (same 5-tuple) would keep matching it and
+    // never reach the pod. ADD deletes such entries, as the reference portmap does.
+    let Some(node) = node() else { return };
+    let (p1, p2) = (node.pod(), node.pod());
+    let r1 = attach(&node, &p1, "ct-c1", false);
+    let r2 = attach(&node, &p2, "ct-c2", false);
+    // Another pod's mapping first: the node's nat chains exist, so conntrack tracks.
+    let other = portmap_conf(Some(&r2), json!([{"hostPort": 8090, "containerPort": 80}]));
+    att(&node, PORTMAP, "ADD", "ct-c2", &p2.path()).conf(&other).run().ok();
+    let srv = Server::start(&p1.path(), "pod1", 80, 53);
+
+    let to = sa(&format!("{GW4}:5355"));
+    let client = in_netns(&node.path(), || std::net::UdpSocket::bind("0.0.0.0:0").unwrap());
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    client.send_to(b"early", to).unwrap();
+    let stale = udp_conntrack_to(&node, 5355);
+    assert_eq!(stale.len(), 1, "the early datagram left one conntrack entry: {stale:?}");
+    assert!(!stale[0].contains(&pod_ip(&r1, false)), "not towards the pod yet: {stale:?}");
+
+    let conf = portmap_conf(Some(&r1), json!([{"hostPort": 5355, "containerPort": 53, "protocol": "udp"}]));
+    att(&node, PORTMAP, "ADD", "ct-c1", &p1.path()).conf(&conf).run().ok();
+    client.send_to(b"late", to).unwrap();
+    let mut buf = [0u8; 512];
+    let n = client.recv(&mut buf).unwrap_or_else(|e| panic!("no answer from the pod through {to} (stale conntrack entry?): {e}; {:?}", udp_conntrack_to(&node, 5355)));
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("pod1 {GW4}\n"));
+    let now = udp_conntrack_to(&node, 5355);
+    assert!(now.iter().all(|l| l.contains(&pod_ip(&r1, false))), "only the DNATed entry is left: {now:?}");
+
+    drop(srv);
+    for (pod, cid, conf) in [(&p1, "ct-c1", &conf), (&p2, "ct-c2", &other)] {
+        att(&node, PORTMAP, "DEL", cid, &pod.path()).conf(conf).run().ok();
+    }
+    detach(&node, &p1, "ct-c1", false);
+    detach(&node, &p2, "ct-c2", false);
     assert!(node.berth_cni_rules().is_empty(), "rules left: {:?}", node.berth_cni_rules());
 }
 
