@@ -706,10 +706,10 @@ impl LinkWatch {
         Ok(LinkWatch { sock })
     }
 
-    /// Reads what is queued and removes from `pending` every index an RTM_DELLINK
+    /// Reads what is queued and appends to `deleted` every index an RTM_DELLINK
     /// (AF_UNSPEC: the link itself, not the bridge's port notice) reported.
     /// Err on overflow (ENOBUFS: notifications were lost).
-    fn drain(&self, buf: &mut [u8], pending: &mut Vec<u32>) -> std::io::Result<()> {
+    fn drain(&self, buf: &mut [u8], deleted: &mut Vec<u32>) -> std::io::Result<()> {
         loop {
             let n = match self.sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
                 Ok(n) => n,
@@ -723,7 +723,7 @@ impl LinkWatch {
                 off += align4(h.len);
                 if h.kind == RTM_DELLINK && m.get(NLMSG_HDRLEN) == Some(&0) {
                     if let Some(i) = read_i32(m, NLMSG_HDRLEN + 4) {
-                        pending.retain(|p| *p != i as u32);
+                        deleted.push(i as u32);
                     }
                 }
                 if off >= n {
@@ -779,9 +779,8 @@ impl Netlink {
         }
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
         let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
-        let mut pending: Vec<u32> = watches.iter().map(|(_, i)| *i).collect();
         if let Some(pidfd) = &pidfd {
-            if wait_deleted(watches, pidfd.as_raw_fd(), &mut pending) {
+            if wait_deleted(watches, pidfd.as_raw_fd()) {
                 return Ok(true);
             }
         }
@@ -806,15 +805,24 @@ impl Netlink {
     }
 }
 
-/// Waits until every index in `pending` has been reported deleted by its watch (true), or
-/// until the child behind `pidfd` has exited or a watch lost notifications (false: the
-/// child's answer decides).
-fn wait_deleted(watches: &[(&LinkWatch, u32)], pidfd: i32, pending: &mut Vec<u32>) -> bool {
+/// Waits until every (watch, index) of `watches` has been reported deleted by that watch
+/// (true: indexes are per netns, so a watch only answers for its own), or until the child
+/// behind `pidfd` has exited or a watch lost notifications (false: the child's answer
+/// decides). A watch may be given for several indexes.
+fn wait_deleted(watches: &[(&LinkWatch, u32)], pidfd: i32) -> bool {
     use std::os::fd::AsRawFd;
+    let fd_of = |w: &LinkWatch| w.sock.as_raw_fd();
+    let mut pending: Vec<(i32, u32)> = watches.iter().map(|(w, i)| (fd_of(w), *i)).collect();
+    let mut socks: Vec<&LinkWatch> = vec![];
+    for (w, _) in watches {
+        if !socks.iter().any(|s| fd_of(s) == fd_of(w)) {
+            socks.push(w);
+        }
+    }
     let mut buf = vec![0u8; 32 * 1024];
+    let mut deleted = vec![];
     while !pending.is_empty() {
-        let mut fds: Vec<libc::pollfd> =
-            watches.iter().map(|(w, _)| libc::pollfd { fd: w.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        let mut fds: Vec<libc::pollfd> = socks.iter().map(|w| libc::pollfd { fd: fd_of(w), events: libc::POLLIN, revents: 0 }).collect();
         fds.push(libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 });
         // SAFETY: fds is a valid array of pollfd for the duration of the call.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -824,12 +832,17 @@ fn wait_deleted(watches: &[(&LinkWatch, u32)], pidfd: i32, pending: &mut Vec<u32
             }
             return false;
         }
-        for (i, (w, _)) in watches.iter().enumerate() {
-            if fds[i].revents != 0 && w.drain(&mut buf, pending).is_err() {
+        for (i, w) in socks.iter().enumerate() {
+            if fds[i].revents == 0 {
+                continue;
+            }
+            deleted.clear();
+            if w.drain(&mut buf, &mut deleted).is_err() {
                 return false;
             }
+            pending.retain(|(fd, idx)| !(*fd == fd_of(w) && deleted.contains(idx)));
         }
-        if !pending.is_empty() && fds[watches.len()].revents != 0 {
+        if !pending.is_empty() && fds[socks.len()].revents != 0 {
             return false;
         }
     }
