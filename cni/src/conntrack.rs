@@ -19,6 +19,8 @@
 
 use netlink_sys::{Socket, SocketAddr};
 
+use crate::nlwire::{align4, attrs_whole, read_u16, read_u32, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConntrackError {
     #[error("ctnetlink socket: {0}")]
@@ -37,9 +39,6 @@ const IPCTNL_MSG_CT_DELETE: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_ZONE: u16 = 18;
@@ -47,32 +46,6 @@ const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_DST_PORT: u16 = 3;
 const IPPROTO_UDP: u8 = 17;
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// Attributes in `b` as (type without flag bits, whole attribute incl. header, payload).
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8], &[u8])> {
-    std::iter::from_fn(move || {
-        let len = u16_at(b, 0)? as usize;
-        let kind = u16_at(b, 2)? & 0x3fff;
-        if len < 4 || len > b.len() {
-            return None;
-        }
-        let (whole, data) = (&b[..len], &b[4..len]);
-        b = &b[align4(len).min(b.len())..];
-        Some((kind, whole, data))
-    })
-}
 
 /// One entry to delete: its family and the attributes that name it.
 struct Entry {
@@ -83,9 +56,9 @@ struct Entry {
 
 /// Protocol number and original destination port of a dumped CTA_TUPLE_ORIG payload.
 fn proto_and_dport(tuple: &[u8]) -> Option<(u8, u16)> {
-    let (_, _, proto) = attrs(tuple).find(|(k, _, _)| *k == CTA_TUPLE_PROTO)?;
-    let num = attrs(proto).find(|(k, _, _)| *k == CTA_PROTO_NUM).and_then(|(_, _, d)| d.first().copied())?;
-    let port = attrs(proto)
+    let (_, _, proto) = attrs_whole(tuple).find(|(k, _, _)| *k == CTA_TUPLE_PROTO)?;
+    let num = attrs_whole(proto).find(|(k, _, _)| *k == CTA_PROTO_NUM).and_then(|(_, _, d)| d.first().copied())?;
+    let port = attrs_whole(proto)
         .find(|(k, _, _)| *k == CTA_PROTO_DST_PORT)
         .and_then(|(_, _, d)| Some(u16::from_be_bytes(d.get(..2)?.try_into().ok()?)))?;
     Some((num, port))
@@ -127,12 +100,12 @@ impl Ct {
             let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(|source| ConntrackError::Kernel { what, source })?;
             let mut off = 0;
             while off + NLMSG_HDRLEN <= n {
-                let len = u32_at(&self.buf, off).ok_or(ConntrackError::Decode { what })? as usize;
+                let len = read_u32(&self.buf, off).ok_or(ConntrackError::Decode { what })? as usize;
                 if len < NLMSG_HDRLEN || off + len > n {
                     return Err(ConntrackError::Decode { what });
                 }
-                let kind = u16_at(&self.buf, off + 4).ok_or(ConntrackError::Decode { what })?;
-                let seq = u32_at(&self.buf, off + 8).ok_or(ConntrackError::Decode { what })?;
+                let kind = read_u16(&self.buf, off + 4).ok_or(ConntrackError::Decode { what })?;
+                let seq = read_u32(&self.buf, off + 8).ok_or(ConntrackError::Decode { what })?;
                 let body = &self.buf[off + NLMSG_HDRLEN..off + len];
                 off += align4(len);
                 if seq != self.seq {
@@ -141,7 +114,7 @@ impl Ct {
                 match kind {
                     NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
-                        let code = u32_at(body, 0).ok_or(ConntrackError::Decode { what })? as i32;
+                        let code = read_u32(body, 0).ok_or(ConntrackError::Decode { what })? as i32;
                         if code == 0 {
                             return Ok(());
                         }
@@ -169,7 +142,7 @@ pub fn delete_udp_to_ports(ports: &[u16]) -> Result<usize, ConntrackError> {
         }
         let mut key = Vec::new();
         let mut hit = false;
-        for (k, whole, data) in attrs(&body[NFGENMSG_LEN..]) {
+        for (k, whole, data) in attrs_whole(&body[NFGENMSG_LEN..]) {
             match k {
                 CTA_TUPLE_ORIG => {
                     hit = proto_and_dport(data).is_some_and(|(p, port)| p == IPPROTO_UDP && ports.contains(&port));

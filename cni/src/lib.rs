@@ -8,6 +8,7 @@ pub mod ipam;
 pub mod nat;
 pub mod netlink;
 pub mod netns;
+pub mod nlwire;
 pub mod portmap;
 pub mod skel;
 pub mod spec;

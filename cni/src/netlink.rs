@@ -22,6 +22,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use crate::nlwire::{align4, attrs, read_i32, read_u16, read_u32, Header, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -567,10 +568,6 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
 
 // ---- raw message layout (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h) ----
 
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const IFINFOMSG_LEN: usize = 16;
@@ -588,54 +585,6 @@ const IFF_UP: u32 = 0x1;
 const IFF_PROMISC: u32 = 0x100;
 /// `RTMGRP_LINK`: the multicast group of link notifications.
 const RTMGRP_LINK: u32 = 1;
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn read_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn read_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn read_i32(b: &[u8], at: usize) -> Option<i32> {
-    read_u32(b, at).map(|v| v as i32)
-}
-
-/// A netlink message header.
-struct Header {
-    len: usize,
-    kind: u16,
-    seq: u32,
-}
-
-impl Header {
-    /// The header at the start of `b`; None when `b` cannot hold the message it announces.
-    fn read(b: &[u8]) -> Option<Header> {
-        let len = read_u32(b, 0)? as usize;
-        if len < NLMSG_HDRLEN || len > b.len() {
-            return None;
-        }
-        Some(Header { len, kind: read_u16(b, 4)?, seq: read_u32(b, 8)? })
-    }
-}
-
-/// The attributes (type without the NESTED/BYTEORDER bits, payload) in `b`.
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = read_u16(b, 0)? as usize;
-        let kind = read_u16(b, 2)? & 0x3fff;
-        if len < 4 || len > b.len() {
-            return None;
-        }
-        let data = &b[4..len];
-        b = &b[align4(len).min(b.len())..];
-        Some((kind, data))
-    })
-}
 
 fn c_string(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
