@@ -51,6 +51,11 @@ pub struct BridgeConf {
     pub vlan: i64,
     #[serde(default)]
     pub vlan_trunk: Option<Value>,
+    /// Keep VLAN 1 (the bridge's default) on a `vlan` port as an egress-untagged member.
+    /// The reference defaults to true; we default to false (the port is in its VLAN only:
+    /// no untagged VLAN 1 broadcast reaches the pod). Given explicitly, it is honoured.
+    #[serde(default)]
+    pub preserve_default_vlan: bool,
     #[serde(default)]
     pub macspoofchk: bool,
     /// IPv6 DAD on the pod's interface (off by default, as the reference).
@@ -86,11 +91,27 @@ impl BridgeConf {
         if c.is_default_gateway {
             c.is_gateway = true;
         }
+        if let Some(gw) = c.vlan_gateway_name() {
+            spec::types::valid_ifname(&gw).map_err(|why| {
+                Error::invalid_config(format!(
+                    "network {:?}: vlan {} with isGateway needs an interface {gw:?} for the gateway address: {why} (use a shorter bridge name)",
+                    conf.name, c.vlan
+                ))
+            })?;
+        }
         Ok(c)
     }
 
     fn wants_vlan(&self) -> bool {
         self.vlan != 0
+    }
+
+    /// With `vlan` and `isGateway`, the gateway address is not on the bridge (whose own
+    /// port is in VLAN 1, so pods of the VLAN could not reach it) but on `<bridge>.<vlan>`,
+    /// one end of a veth pair whose other end is a port of the bridge in that VLAN: the
+    /// reference plugin's layout (`ensureVlanInterface`).
+    fn vlan_gateway_name(&self) -> Option<String> {
+        (self.is_gateway && self.wants_vlan()).then(|| format!("{}.{}", self.bridge, self.vlan))
     }
 }
 
@@ -156,6 +177,8 @@ struct Undo {
     ipam: bool,
     bridge_created: Option<u32>,
     host_veth: Option<u32>,
+    /// The vlan gateway veth (its `<bridge>.<vlan>` end), when this ADD created it.
+    vlan_gateway: Option<u32>,
     masq: bool,
     macspoof: bool,
 }
@@ -353,10 +376,17 @@ fn add_inner(
     let node_addrs = node_nl.addrs(None).map_err(nl)?;
     let existing_bridge = node_nl.link_by_name(&c.bridge).map_err(nl)?;
     let bridge_idx = existing_bridge.as_ref().map(|l| l.index);
+    let vlan_gw_name = c.vlan_gateway_name();
+    let existing_vlan_gw = match &vlan_gw_name {
+        Some(n) => node_nl.link_by_name(n).map_err(nl)?,
+        None => None,
+    };
+    let vlan_gw_idx = existing_vlan_gw.as_ref().map(|l| l.index);
     for ip in &result.ips {
         let net = ip.address.trunc();
         for (ifx, a) in &node_addrs {
-            if Some(*ifx) == bridge_idx || a.addr().is_loopback() && !net.contains(&a.addr()) {
+            let ours = Some(*ifx) == bridge_idx || Some(*ifx) == vlan_gw_idx;
+            if ours || a.addr().is_loopback() && !net.contains(&a.addr()) {
                 continue;
             }
             if overlaps(&net, &a.trunc()) {
@@ -425,8 +455,8 @@ fn add_inner(
     if c.hairpin_mode {
         node_nl.set_hairpin(host.index, true).map_err(nl)?;
     }
-    if c.vlan != 0 {
-        set_port_vlan(node_nl, host.index, c.vlan as u16, &host_name)?;
+    if c.wants_vlan() {
+        set_port_vlan(node_nl, host.index, c.vlan as u16, c.preserve_default_vlan, &host_name)?;
     }
     if !host_up_now {
         node_nl.set_up(host.index, true).map_err(nl)?;
@@ -459,11 +489,23 @@ fn add_inner(
     // the same gateway meanwhile is EEXIST, which is fine.
     let bridge_addrs: Vec<IpNet> =
         node_addrs.iter().filter(|(i, _)| bridge_idx == Some(*i)).map(|(_, a)| *a).collect();
+    let mut vlan_gw: Option<Link> = None;
     if c.is_gateway {
+        // With a vlan, the addresses go on `<bridge>.<vlan>` (see vlan_gateway_name).
+        let (gw_idx, gw_name, gw_addrs) = match &vlan_gw_name {
+            Some(name) => {
+                let l = ensure_vlan_gateway(node_nl, c, name, br.index, existing_vlan_gw, undo)?;
+                let addrs: Vec<IpNet> = node_addrs.iter().filter(|(i, _)| *i == l.index).map(|(_, a)| *a).collect();
+                let r = (l.index, l.name.clone(), addrs);
+                vlan_gw = Some(l);
+                r
+            }
+            None => (br.index, c.bridge.clone(), bridge_addrs),
+        };
         for ip in &result.ips {
             if let Some(gw) = ip.gateway {
                 let gw_net = IpNet::new(gw, ip.address.prefix_len()).map_err(|e| Error::internal(e.to_string()))?;
-                ensure_gateway_addr(node_nl, c, br.index, &bridge_addrs, &gw_net, &conf.name)?;
+                ensure_gateway_addr(node_nl, c, gw_idx, &gw_name, &gw_addrs, &gw_net, &conf.name)?;
             }
         }
         let v4 = result.ips.iter().any(|i| i.address.addr().is_ipv4());
@@ -500,6 +542,10 @@ fn add_inner(
             ..Default::default()
         },
     ];
+    // As the reference: the vlan gateway interface after the pod's (ips stay on 2).
+    if let Some(g) = vlan_gw {
+        result.interfaces.push(Interface { name: g.name.clone(), mac: g.mac_string(), ..Default::default() });
+    }
     for ip in &mut result.ips {
         ip.interface = Some(2);
     }
@@ -573,13 +619,75 @@ fn enable_vlan_filtering(nl_: &mut Netlink, name: &str, index: u32) -> Result<()
     }
 }
 
-fn set_port_vlan(nl_: &mut Netlink, index: u32, vid: u16, name: &str) -> Result<(), Error> {
-    nl_.set_port_pvid(index, vid).map_err(|e| Error::internal(format!("vlan {vid} on {name}: {e}")))
+fn set_port_vlan(nl_: &mut Netlink, index: u32, vid: u16, keep_default: bool, name: &str) -> Result<(), Error> {
+    nl_.set_port_pvid(index, vid, keep_default).map_err(|e| Error::internal(format!("vlan {vid} on {name}: {e}")))
+}
+
+/// Finds or creates the vlan gateway `name` (`<bridge>.<vlan>`): a veth pair in the
+/// node's netns, one end `name` (up, for the gateway addresses), the other a port of
+/// the bridge whose untagged PVID is the vlan, as a pod's port is. It stays after DEL,
+/// as the bridge does (the reference's behaviour). `existing` is what a lookup by name found.
+fn ensure_vlan_gateway(
+    nl_: &mut Netlink,
+    c: &BridgeConf,
+    name: &str,
+    br: u32,
+    existing: Option<Link>,
+    undo: &mut Undo,
+) -> Result<Link, Error> {
+    let check = |l: Link| -> Result<Link, Error> {
+        if l.kind != "veth" {
+            return Err(Error::invalid_config(format!("{name} already exists and is a {:?}, not the vlan gateway veth", l.kind)));
+        }
+        Ok(l)
+    };
+    if let Some(l) = existing {
+        return check(l);
+    }
+    let here = std::fs::File::open("/proc/self/ns/net").map_err(|e| Error::io("open /proc/self/ns/net", e))?;
+    let mut port_name = random_veth_name();
+    let mut tries = 0;
+    loop {
+        let spec = VethSpec {
+            host_name: &port_name,
+            peer_name: name,
+            peer_netns_fd: std::os::fd::AsRawFd::as_raw_fd(&here),
+            mtu: c.mtu,
+            peer_mac: None,
+            master: Some(br),
+            up: false,
+        };
+        match nl_.add_veth(&spec) {
+            Ok(()) => break,
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                // A concurrent ADD made the gateway first: use it.
+                if let Some(l) = nl_.link_by_name(name).map_err(nl)? {
+                    return check(l);
+                }
+                if tries >= 5 {
+                    return Err(nl(e));
+                }
+                tries += 1;
+                port_name = random_veth_name();
+            }
+            Err(e) => return Err(nl(e)),
+        }
+    }
+    let gw = nl_
+        .link_by_name(name)
+        .map_err(nl)?
+        .ok_or_else(|| Error::internal(format!("veth {name} vanished after creation")))?;
+    undo.vlan_gateway = Some(gw.index);
+    let port = gw.link.ok_or_else(|| Error::internal(format!("veth {name} has no peer")))?;
+    set_port_vlan(nl_, port, c.vlan as u16, c.preserve_default_vlan, &port_name)?;
+    nl_.set_up(port, true).map_err(nl)?;
+    nl_.set_up(gw.index, true).map_err(nl)?;
+    Ok(nl_.link_by_index(gw.index).map_err(nl)?.unwrap_or(gw))
 }
 
 /// Puts `gw` on the bridge, whose addresses are `have`. Another address of the same
 /// subnet is an error unless `forceAddress`, which replaces it.
-fn ensure_gateway_addr(nl_: &mut Netlink, c: &BridgeConf, br: u32, have: &[IpNet], gw: &IpNet, network: &str) -> Result<(), Error> {
+fn ensure_gateway_addr(nl_: &mut Netlink, c: &BridgeConf, br: u32, br_name: &str, have: &[IpNet], gw: &IpNet, network: &str) -> Result<(), Error> {
     for a in have {
         if a == gw {
             return Ok(());
@@ -587,8 +695,7 @@ fn ensure_gateway_addr(nl_: &mut Netlink, c: &BridgeConf, br: u32, have: &[IpNet
         if a.addr().is_ipv4() == gw.addr().is_ipv4() && overlaps(&a.trunc(), &gw.trunc()) && !a.addr().is_unicast_link_local_compat() {
             if !c.force_address {
                 return Err(Error::invalid_config(format!(
-                    "network {network:?}: bridge {} already has address {a}, not {gw} (set forceAddress to replace it)",
-                    c.bridge
+                    "network {network:?}: {br_name} already has address {a}, not {gw} (set forceAddress to replace it)"
                 )));
             }
             nl_.del_addr(br, a).map_err(nl)?;
@@ -626,6 +733,17 @@ fn rollback(env: &Env, conf: &NetConf, c: &BridgeConf, node_nl: &mut Netlink, un
     if let Some(i) = undo.host_veth {
         let _ = node_nl.del_link(i);
     }
+    if let Some(g) = undo.vlan_gateway {
+        // The gateway this ADD made, unless another pod's port joined the bridge meanwhile.
+        let port = node_nl.link_by_index(g).ok().flatten().and_then(|l| l.link);
+        let others = match (undo.bridge_created.or_else(|| undo_bridge_index(node_nl, c)), port) {
+            (Some(b), Some(p)) => node_nl.links().map(|ls| ls.iter().any(|l| l.master == Some(b) && l.index != p)).unwrap_or(true),
+            _ => true,
+        };
+        if !others {
+            let _ = node_nl.del_link(g);
+        }
+    }
     if let Some(b) = undo.bridge_created {
         // Only if no other attachment joined it meanwhile.
         let ports = node_nl.links().map(|ls| ls.iter().any(|l| l.master == Some(b))).unwrap_or(true);
@@ -637,6 +755,10 @@ fn rollback(env: &Env, conf: &NetConf, c: &BridgeConf, node_nl: &mut Netlink, un
         let _ = crate::invoke::delegate(conf, Command::Del);
     }
     let _ = c;
+}
+
+fn undo_bridge_index(node_nl: &mut Netlink, c: &BridgeConf) -> Option<u32> {
+    node_nl.link_by_name(&c.bridge).ok().flatten().map(|l| l.index)
 }
 
 /// The tag of one attachment's rules (the nat module's, so every Berth rule reads alike).
@@ -767,6 +889,24 @@ mod tests {
         }
         let e = BridgeConf::parse(&conf(serde_json::json!({"vlanTrunk": [{"id": 5}]}))).unwrap_err();
         assert_eq!(e.code, code::UNSUPPORTED_FIELD, "{e}");
+    }
+
+    #[test]
+    fn vlan_gateway_interface_and_default_vlan() {
+        let c = BridgeConf::parse(&conf(serde_json::json!({"vlan": 10}))).unwrap();
+        assert_eq!(c.vlan_gateway_name(), None, "no gateway, no gateway interface");
+        assert!(!c.preserve_default_vlan, "VLAN 1 is dropped from vlan ports unless asked");
+        let c = BridgeConf::parse(&conf(serde_json::json!({"vlan": 10, "isDefaultGateway": true, "preserveDefaultVlan": true}))).unwrap();
+        assert_eq!(c.vlan_gateway_name().as_deref(), Some("cni0.10"));
+        assert!(c.preserve_default_vlan);
+        assert_eq!(BridgeConf::parse(&conf(serde_json::json!({"isGateway": true}))).unwrap().vlan_gateway_name(), None);
+        // "<bridge>.<vlan>" must be a valid interface name (at most 15 bytes).
+        let ok = BridgeConf::parse(&conf(serde_json::json!({"bridge": "br-0123456", "vlan": 4094, "isGateway": true}))).unwrap();
+        assert_eq!(ok.vlan_gateway_name().as_deref(), Some("br-0123456.4094"));
+        let e = BridgeConf::parse(&conf(serde_json::json!({"bridge": "br-01234567", "vlan": 4094, "isGateway": true}))).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG, "{e}");
+        assert!(e.msg.contains("br-01234567.4094"), "{e}");
+        BridgeConf::parse(&conf(serde_json::json!({"bridge": "br-01234567", "vlan": 4094}))).unwrap();
     }
 
     #[test]

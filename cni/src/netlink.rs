@@ -354,9 +354,9 @@ impl Netlink {
         self.ack(RouteNetlinkMessage::NewLink(m), 0, &|| format!("set bridge #{index} vlan_filtering {on}"))
     }
 
-    /// Makes `vid` the port's untagged PVID and drops the default VLAN 1
-    /// (`bridge vlan add dev X vid N pvid untagged; bridge vlan del dev X vid 1`).
-    pub fn set_port_pvid(&mut self, index: u32, vid: u16) -> R<()> {
+    /// Makes `vid` the port's untagged PVID and, unless `keep_default`, drops the default
+    /// VLAN 1 (`bridge vlan add dev X vid N pvid untagged; bridge vlan del dev X vid 1`).
+    pub fn set_port_pvid(&mut self, index: u32, vid: u16, keep_default: bool) -> R<()> {
         use netlink_packet_route::link::{AfSpecBridge, BridgeVlanInfo, BridgeVlanInfoFlags};
         let msg = |flags: BridgeVlanInfoFlags, vid: u16| {
             let mut m = LinkMessage::default();
@@ -370,7 +370,7 @@ impl Netlink {
             0,
             &|| format!("set link #{index} vlan {vid} pvid untagged"),
         )?;
-        if vid != 1 {
+        if vid != 1 && !keep_default {
             match self.ack(RouteNetlinkMessage::DelLink(msg(BridgeVlanInfoFlags::empty(), 1)), 0, &|| {
                 format!("delete vlan 1 from link #{index}")
             }) {
