@@ -50,7 +50,7 @@ pub fn reference_present(name: &str) -> bool {
     let p = Path::new(REFERENCE_DIR).join(name);
     let ok = p.is_file();
     if !ok {
-        println!("SKIP: {} missing (Debian containernetworking-plugins)", p.display());
+        crate::skip(format_args!("{} missing (Debian containernetworking-plugins)", p.display()));
     }
     ok
 }

@@ -67,6 +67,30 @@ pub fn runtime_name() -> String {
     runtime().file_name().and_then(|n| n.to_str()).unwrap_or("").to_string()
 }
 
+/// Records that the calling test passes without making its check, and why: prints
+/// `SKIP: <reason>` (libtest shows it with `--nocapture` or on failure) and, when
+/// `$BERTH_SKIP_LOG` names a file, appends `<test binary> <test>: <reason>` to it, so that
+/// `scripts/integration-tests` lists every skip even though libtest hid the output.
+pub fn skip(reason: impl std::fmt::Display) {
+    use std::io::Write;
+    println!("SKIP: {reason}");
+    let Some(log) = std::env::var_os("BERTH_SKIP_LOG").filter(|v| !v.is_empty()) else { return };
+    // Test binaries are named <name>-<16 hex>.
+    let exe = std::env::current_exe().ok();
+    let stem = exe.as_ref().and_then(|e| e.file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let bin = match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => name.to_string(),
+        _ => stem,
+    };
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    // One write of a whole line with O_APPEND: lines of parallel tests do not interleave.
+    let line = format!("{bin} {test}: {reason}\n");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
 /// True when the runtime under test is runc (the tests' reference peer).
 pub fn is_runc() -> bool {
     runtime_name() == "runc"
@@ -76,7 +100,7 @@ pub fn is_runc() -> bool {
 /// `SKIP: ...`) when the runtime under test is runc.
 pub fn skip_on_runc(why: &str) -> bool {
     if is_runc() {
-        println!("SKIP: berth-only check, runc 1.1 differs: {why}");
+        skip(format_args!("berth-only check, runc 1.1 differs: {why}"));
         true
     } else {
         false
@@ -88,7 +112,7 @@ pub fn require_root() -> bool {
     if nix::unistd::geteuid().is_root() {
         true
     } else {
-        println!("SKIP: needs root (euid {})", nix::unistd::geteuid());
+        skip(format_args!("needs root (euid {})", nix::unistd::geteuid()));
         false
     }
 }

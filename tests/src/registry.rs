@@ -39,7 +39,7 @@ pub struct RegistryOptions {
 pub fn available() -> bool {
     for b in [REGISTRY_BIN, SKOPEO, "/usr/bin/openssl", "/usr/bin/htpasswd"] {
         if !Path::new(b).exists() {
-            println!("SKIP: {b} missing (scripts/setup installs it)");
+            crate::skip(format_args!("{b} missing (scripts/setup installs it)"));
             return false;
         }
     }

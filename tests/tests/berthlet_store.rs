@@ -36,7 +36,7 @@ fn setup() -> Option<Runtime> {
     let rt = Runtime::for_test()?;
     for tool in ["umoci", "skopeo"] {
         if !have(tool) {
-            println!("SKIP: {tool} is not installed (scripts/setup installs it)");
+            berth_tests::skip(format_args!("{tool} is not installed (scripts/setup installs it)"));
             return None;
         }
     }

@@ -219,7 +219,7 @@ fn vlan_is_refused_where_the_kernel_cannot_filter() {
     // Probe as the plugin does: a bridge with VLAN filtering.
     let supported = node.sh("ip link add vprobe type bridge vlan_filtering 1 && ip link del vprobe").status.success();
     if supported {
-        println!("SKIP: this kernel has bridge VLAN filtering; the refusal path cannot be shown here");
+        berth_tests::skip(format_args!("this kernel has bridge VLAN filtering; the refusal path cannot be shown here"));
         return;
     }
     let c = conf(&node, json!({"vlan": 100}));

@@ -18,7 +18,7 @@ const GW: &str = "10.77.0.1";
 fn reference_present() -> bool {
     for p in ["/usr/lib/cni/loopback", "/usr/lib/cni/portmap", "/usr/sbin/nft", "/usr/sbin/iptables"] {
         if !Path::new(p).is_file() {
-            println!("SKIP: {p} missing (Debian containernetworking-plugins, nftables, iptables)");
+            berth_tests::skip(format_args!("{p} missing (Debian containernetworking-plugins, nftables, iptables)"));
             return false;
         }
     }

@@ -17,7 +17,7 @@ fn bridge(node: &Node, command: &str, cid: &str, pod: &Path) -> Call {
 fn host_local_present() -> bool {
     let ok = std::path::Path::new("/usr/lib/cni/host-local").is_file();
     if !ok {
-        println!("SKIP: /usr/lib/cni/host-local missing (Debian containernetworking-plugins)");
+        berth_tests::skip(format_args!("/usr/lib/cni/host-local missing (Debian containernetworking-plugins)"));
     }
     ok
 }

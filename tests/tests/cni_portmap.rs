@@ -26,7 +26,7 @@ fn node() -> Option<Node> {
     let node = Node::new()?;
     for p in [plugin_path(PORTMAP), plugin_path(BRIDGE_PLUGIN), plugin_path("berth-ipam"), PathBuf::from("/usr/sbin/nft")] {
         if !p.is_file() {
-            println!("SKIP: {} is missing (scripts/build; Debian nftables)", p.display());
+            berth_tests::skip(format_args!("{} is missing (scripts/build; Debian nftables)", p.display()));
             return None;
         }
     }

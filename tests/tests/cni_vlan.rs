@@ -86,7 +86,7 @@ fn gateway_port(node: &Node, gw: &str) -> String {
 fn vlan_pods_talk_within_their_vlan_only_and_reach_their_gateway() {
     let Some(node) = Node::new() else { return };
     if let Some(why) = no_vlan_filtering(&node) {
-        println!("SKIP: this kernel has no bridge VLAN filtering ({why}); the refusal is tested in cni_bridge");
+        berth_tests::skip(format_args!("this kernel has no bridge VLAN filtering ({why}); the refusal is tested in cni_bridge"));
         return;
     }
     let c10 = conf(&node, "vl10", 10, "10.77.10.0/24");

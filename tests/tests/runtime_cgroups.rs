@@ -179,7 +179,7 @@ fn block_device() -> Option<String> {
 fn block_io_weight_and_throttles() {
     let Some(rt) = Runtime::for_test() else { return };
     let Some(dev) = block_device() else {
-        println!("SKIP: no block device");
+        berth_tests::skip(format_args!("no block device"));
         return;
     };
     let (maj, min) = dev.split_once(':').unwrap();
@@ -263,7 +263,7 @@ fn network_class_and_priorities_on_v1() {
     }
     if !in_vm() && std::env::var("BERTH_MOUNT_NET_CLS").is_err() && !leaks::cgroup_mounts().iter().any(|m| m.to_string_lossy().contains("net_cls")) {
         // Mounting a v1 hierarchy changes the host for every later test run; only on request.
-        println!("SKIP: net_cls/net_prio not mounted (set BERTH_MOUNT_NET_CLS=1 to mount them at /sys/fs/cgroup/net_cls,net_prio)");
+        berth_tests::skip(format_args!("net_cls/net_prio not mounted (set BERTH_MOUNT_NET_CLS=1 to mount them at /sys/fs/cgroup/net_cls,net_prio)"));
         return;
     }
     let mp = PathBuf::from("/sys/fs/cgroup/net_cls,net_prio");

@@ -237,7 +237,7 @@ fn v1_devices_list_seen_from_the_host() {
     let Some(rt) = Runtime::for_test() else { return };
     let mut b = rt.bundle();
     let Some(dir) = v1_devices_dir(&b) else {
-        println!("SKIP: no cgroup v1 devices controller (pure v2: the eBPF path, covered by the other tests)");
+        berth_tests::skip(format_args!("no cgroup v1 devices controller (pure v2: the eBPF path, covered by the other tests)"));
         return;
     };
     b.set("linux.resources", json!({"devices": [deny_all(), rule(true, "c", Some(60), None, "rw"), rule(true, "b", Some(60), Some(3), "m")]}));

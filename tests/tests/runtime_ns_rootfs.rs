@@ -867,7 +867,7 @@ fn mount_symlink_destination_stays_in_rootfs() {
     if !outside_abs.starts_with("/tmp/") {
         // The runtime creates the link target inside the rootfs: only under
         // the container's /tmp tmpfs is that harmless to the shared rootfs.
-        println!("SKIP: the test temp dir {} is not below /tmp (TMPDIR?)", rt.tmp().display());
+        berth_tests::skip(format_args!("the test temp dir {} is not below /tmp (TMPDIR?)", rt.tmp().display()));
         return;
     }
     fs::create_dir(&outside_abs).unwrap();
@@ -928,7 +928,7 @@ fn mount_idmapped_without_userns() {
     fs::write(src.join("root-owned"), "x").unwrap();
     chown(&src.join("root-owned"), 0, 0);
     if let Some(why) = idmap_unsupported(&src) {
-        println!("SKIP: {why}");
+        berth_tests::skip(format_args!("{why}"));
         return;
     }
     let mut b = rt.bundle();
@@ -955,7 +955,7 @@ fn mount_idmapped_with_userns() {
     fs::write(src.join("root-owned"), "x").unwrap();
     fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
     if let Some(why) = idmap_unsupported(&src) {
-        println!("SKIP: {why}");
+        berth_tests::skip(format_args!("{why}"));
         return;
     }
     let mut b = rt.bundle();

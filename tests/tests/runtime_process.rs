@@ -318,14 +318,14 @@ fn process_rlimits_set_and_lowered() {
 fn process_rlimit_above_host_hard_limit_vm_only() {
     let Some(rt) = Runtime::for_test() else { return };
     if !in_vm() {
-        println!("SKIP: raising an rlimit above the hard limit needs CAP_SYS_RESOURCE, missing from this host's bounding set; runs in the VM (BERTH_IN_VM=1)");
+        berth_tests::skip(format_args!("raising an rlimit above the hard limit needs CAP_SYS_RESOURCE, missing from this host's bounding set; runs in the VM (BERTH_IN_VM=1)"));
         return;
     }
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
     let nr_open: u64 = fs::read_to_string("/proc/sys/fs/nr_open").unwrap().trim().parse().unwrap();
     let want = (hard + 1024).min(nr_open);
     if want <= hard {
-        println!("SKIP: hard RLIMIT_NOFILE {hard} is already at fs.nr_open {nr_open}");
+        berth_tests::skip(format_args!("hard RLIMIT_NOFILE {hard} is already at fs.nr_open {nr_open}"));
         return;
     }
     let mut b = rt.bundle();
@@ -368,7 +368,7 @@ fn process_oom_score_adj_raised() {
 fn process_oom_score_adj_lowered_vm_only() {
     let Some(rt) = Runtime::for_test() else { return };
     if !in_vm() {
-        println!("SKIP: lowering oom_score_adj needs CAP_SYS_RESOURCE, missing from this host's bounding set; runs in the VM (BERTH_IN_VM=1)");
+        berth_tests::skip(format_args!("lowering oom_score_adj needs CAP_SYS_RESOURCE, missing from this host's bounding set; runs in the VM (BERTH_IN_VM=1)"));
         return;
     }
     let mut b = rt.bundle();
@@ -473,7 +473,7 @@ fn process_apparmor_profile_without_apparmor_fails() {
     let enabled =
         fs::read_to_string("/sys/module/apparmor/parameters/enabled").map(|s| s.trim() == "Y").unwrap_or(false);
     if enabled {
-        println!("SKIP: AppArmor is enabled on this kernel; this test is about hosts without it");
+        berth_tests::skip(format_args!("AppArmor is enabled on this kernel; this test is about hosts without it"));
         return;
     }
     let mut b = rt.bundle();
@@ -488,7 +488,7 @@ fn process_apparmor_profile_without_apparmor_fails() {
 fn process_selinux_label_without_selinux_fails() {
     let Some(rt) = Runtime::for_test() else { return };
     if Path::new("/sys/fs/selinux/enforce").exists() {
-        println!("SKIP: SELinux is enabled on this kernel; this test is about hosts without it");
+        berth_tests::skip(format_args!("SELinux is enabled on this kernel; this test is about hosts without it"));
         return;
     }
     let mut b = rt.bundle();
@@ -509,7 +509,7 @@ fn process_personality_linux32() {
         return;
     }
     if std::env::consts::ARCH != "x86_64" {
-        println!("SKIP: LINUX32 check written for x86_64 hosts");
+        berth_tests::skip(format_args!("LINUX32 check written for x86_64 hosts"));
         return;
     }
     let mut b = rt.bundle();
@@ -569,7 +569,7 @@ fn process_exec_cpu_affinity() {
     }
     let cpus = allowed_cpus();
     if cpus.len() < 2 {
-        println!("SKIP: needs at least 2 allowed CPUs, have {cpus:?}");
+        berth_tests::skip(format_args!("needs at least 2 allowed CPUs, have {cpus:?}"));
         return;
     }
     let (first, last) = (cpus[0], cpus[cpus.len() - 1]);
