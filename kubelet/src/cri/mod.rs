@@ -11,7 +11,7 @@
 //! | registry unreachable, connection broken mid-pull, unexpected HTTP status | `Unavailable` (retry) |
 //! | content does not match its digest or size (blob, manifest, layer diff_id) | `DataLoss` (nothing is committed) |
 //! | image in use by a container | `FailedPrecondition` |
-//! | local I/O, unpack, mount failures | `Internal` |
+//! | local I/O, unpack, mount failures; a pull's blocking task panicked or cancelled | `Internal` |
 
 pub mod image_service;
 pub mod runtime_service;
@@ -47,6 +47,7 @@ fn image_code(e: &E) -> Code {
         | E::Import { .. } => Code::InvalidArgument,
         E::DigestMismatch { .. } | E::SizeMismatch { .. } | E::DiffIdMismatch { .. } => Code::DataLoss,
         E::InUse { .. } => Code::FailedPrecondition,
+        E::Task { .. } => Code::Internal,
         E::Reference(_) => Code::InvalidArgument,
         E::Registry(r) => {
             use crate::images::registry::ErrorKind as K;

@@ -61,6 +61,10 @@ pub enum Error {
     Mount { target: PathBuf, source: std::io::Error },
     #[error("unmount {}: {source}", target.display())]
     Unmount { target: PathBuf, source: std::io::Error },
+    /// A blocking task of a pull (download, commit, unpack) panicked or was cancelled: a bug
+    /// or a shutdown, not the caller's fault (CRI Internal).
+    #[error("image {image}: {what} task failed: {detail}")]
+    Task { image: String, what: &'static str, detail: String },
     /// A pull failed talking to the registry; `kind()` of the inner error gives its class.
     #[error(transparent)]
     Registry(#[from] registry::Error),

@@ -109,7 +109,7 @@ pub async fn pull(
     }
     let mut first_err = None;
     while let Some(r) = tasks.join_next().await {
-        let r = r.unwrap_or_else(|e| Err(registry::Error::BadManifest { image: image.clone(), detail: format!("download task failed: {e}") }.into()));
+        let r = r.unwrap_or_else(|e| Err(Error::Task { image: image.clone(), what: "download", detail: e.to_string() }));
         if let Err(e) = r {
             if first_err.is_none() {
                 // Stop the others: their partial files stay for a resume.
@@ -128,7 +128,11 @@ pub async fn pull(
         None => reference.to_string(),
     };
     let store2 = store.clone();
+    let needed: Vec<String> = std::iter::once(&manifest.config).chain(manifest.layers.iter()).map(|d| d.digest.clone()).collect();
     let record = tokio::task::spawn_blocking(move || {
+        // Renew the gc grace of every blob this pull relies on: a long pull may have
+        // outlasted the grace of the first ones. A blob gone already fails the pull here.
+        store2.claim_blobs(needed.iter().map(String::as_str))?;
         // The documents last: a manifest in the store means its blobs are too.
         for doc in stored_docs.iter().rev() {
             store2.put_blob(doc)?;
@@ -136,7 +140,7 @@ pub async fn pull(
         store2.add_image(Some(&name), &manifest_digest)
     })
     .await
-    .map_err(|e| registry::Error::BadManifest { image: image.clone(), detail: format!("unpack task failed: {e}") })??;
+    .map_err(|e| Error::Task { image: image.clone(), what: "unpack", detail: e.to_string() })??;
     let _ = progress.send(Progress::Done);
     Ok(record)
 }
@@ -167,19 +171,31 @@ fn check_manifest(image: &str, digest: &str, m: &oci::Manifest) -> Result<()> {
 
 /// Ensures blob `d` is in the store: download (resuming), then `commit_blob` verifies it.
 async fn fetch(store: &Store, client: &Client, image: &str, repo: &str, d: &Descriptor, progress: Option<&UnboundedSender<Progress>>) -> Result<()> {
-    // One writer per ingest file: a pull sharing this blob with another waits for it.
-    let _guard = loop {
-        if store.has_blob(&d.digest) {
+    let have = || {
+        // Already there: claim it (marked fresh under the store's lock) so a gc before
+        // add_image does not remove it, unreferenced as it may be (left by a removed image).
+        if store.claim_blob(&d.digest) {
             if let Some(p) = progress {
                 let _ = p.send(Progress::Layer { digest: d.digest.clone(), done: d.size, total: d.size });
             }
+            return true;
+        }
+        false
+    };
+    // One writer per ingest file: a pull sharing this blob with another waits for it.
+    let mut guard = loop {
+        if have() {
             return Ok(());
         }
         match store.try_lock_ingest(&d.digest) {
-            Some(g) => break g,
+            Some(g) => break Some(g),
             None => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     };
+    // Another pull may have committed it between our check and the lock.
+    if have() {
+        return Ok(());
+    }
     let ingest = store.ingest_path(&d.digest);
     let report = |done: u64| {
         if let Some(p) = progress {
@@ -200,9 +216,14 @@ async fn fetch(store: &Store, client: &Client, image: &str, repo: &str, d: &Desc
             Err(e) => return Err(e.into()),
         }
         let (s, digest, size) = (store.clone(), d.digest.clone(), d.size);
-        let committed = tokio::task::spawn_blocking(move || s.commit_blob(&digest, size))
+        // The ingest guard goes into the commit: it lives until the commit ends even if
+        // this pull is dropped (aborted) meanwhile, so no other download of the blob
+        // writes the ingest file under a running commit.
+        let g = guard.take();
+        let (committed, g) = tokio::task::spawn_blocking(move || (s.commit_blob(&digest, size), g))
             .await
-            .map_err(|e| registry::Error::BadManifest { image: image.into(), detail: format!("commit task failed: {e}") })?;
+            .map_err(|e| Error::Task { image: image.into(), what: "commit", detail: e.to_string() })?;
+        guard = g;
         match committed {
             Ok(_) => return Ok(()),
             // A resumed file may have held a stale prefix; the store deleted it: start over once.

@@ -209,6 +209,32 @@ impl Store {
         set.insert(digest.to_string()).then(|| IngestGuard { store: self.clone(), digest: digest.to_string() })
     }
 
+    /// Claims a blob already in the store for a pull that will reference it: under the
+    /// store's lock (so no gc runs in between) checks it exists and marks it fresh, so gc
+    /// spares it for the grace period even if no record lists it (say, it was left by a
+    /// removed image). False when the blob is not there.
+    pub fn claim_blob(&self, digest: &str) -> bool {
+        let _g = self.read_guard();
+        if !self.has_blob(digest) {
+            return false;
+        }
+        self.mark_fresh(digest);
+        true
+    }
+
+    /// `claim_blob` for each digest: renews the grace of a pull's blobs right before
+    /// `add_image` (a long pull may outlast the grace). Fails on the first one missing.
+    pub fn claim_blobs<'a>(&self, digests: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let _g = self.read_guard();
+        for d in digests {
+            if !self.has_blob(d) {
+                return Err(Error::BlobNotFound(d.to_string()));
+            }
+            self.mark_fresh(d);
+        }
+        Ok(())
+    }
+
     fn mark_fresh(&self, digest: &str) {
         self.inner.fresh.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.to_string(), Instant::now());
     }
@@ -920,6 +946,29 @@ pub(crate) mod tests {
         assert!(store.try_lock_ingest("sha256:bb").is_some());
         drop(g);
         assert!(store.try_lock_ingest("sha256:aa").is_some());
+    }
+
+    #[test]
+    fn a_claimed_blob_left_by_a_removed_image_survives_gc() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let m = put_image(&store, &[(base(), Compression::Gzip)], "x");
+        let rec = store.add_image(Some("r/old:1"), &m).unwrap();
+        let layer = store.read_blob(&m).map(|b| serde_json::from_slice::<Manifest>(&b).unwrap().layers[0].digest.clone()).unwrap();
+        // add_image took the blobs off the fresh list; the record goes: unreferenced, not fresh.
+        assert!(store.remove(&rec.id).unwrap());
+        // A pull finds the layer on disk and claims it instead of downloading it.
+        assert!(store.claim_blob(&layer));
+        assert!(!store.claim_blob(&crate::images::sha256_digest(b"absent")));
+        let rep = store.gc().unwrap();
+        assert!(store.has_blob(&layer), "claimed blob removed by gc: {rep:?}");
+        assert!(!store.has_blob(&m), "unclaimed blobs of the removed image go");
+        // Renewing the claims of all a pull's blobs: missing ones are an error.
+        assert!(store.claim_blobs([layer.as_str()]).is_ok());
+        assert!(matches!(store.claim_blobs([m.as_str()]).unwrap_err(), Error::BlobNotFound(_)));
+        // Without the claim (grace zero) it would have gone.
+        store.gc_with(&GcOptions { grace: Duration::ZERO }).unwrap();
+        assert!(!store.has_blob(&layer));
     }
 
     #[test]
