@@ -37,10 +37,14 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path}: {source}")]
+    /// toml's own Display quotes the offending source line, which may hold a password:
+    /// this carries only its message (string values hidden) and where it is.
+    #[error("config file {path}: line {line}, column {column}: {message}")]
     Parse {
         path: PathBuf,
-        source: Box<toml::de::Error>,
+        line: usize,
+        column: usize,
+        message: String,
     },
     #[error("config: {0}")]
     Invalid(String),
@@ -138,6 +142,44 @@ pub struct Config {
     pub image_gc: GcPolicy,
 }
 
+/// 1-based line and column (in characters) of byte offset `at` of `text`.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// serde writes an unexpected string value as `string "<value>"` (escaped as Debug):
+/// a password in the wrong place would be printed. Replaces each such value.
+fn hide_string_values(msg: &str) -> String {
+    const MARK: &str = "string \"";
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i]);
+        out.push_str("string (value not shown)");
+        let mut chars = rest[i + MARK.len()..].char_indices();
+        let mut end = rest.len();
+        while let Some((j, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    end = i + MARK.len() + j + 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl Config {
     /// Reads `file` (if any) and applies `flags` on top.
     pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Config, ConfigError> {
@@ -148,9 +190,16 @@ impl Config {
                     source,
                 })?;
                 Self::parse_file(&text).map_err(|e| match e {
-                    ConfigError::Parse { source, .. } => ConfigError::Parse {
+                    ConfigError::Parse {
+                        line,
+                        column,
+                        message,
+                        ..
+                    } => ConfigError::Parse {
                         path: path.to_path_buf(),
-                        source,
+                        line,
+                        column,
+                        message,
                     },
                     e => e,
                 })?
@@ -161,9 +210,17 @@ impl Config {
     }
 
     fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::new(),
-            source: Box::new(e),
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let (line, column) = match e.span() {
+                Some(span) => line_column(text, span.start),
+                None => (0, 0),
+            };
+            ConfigError::Parse {
+                path: PathBuf::new(),
+                line,
+                column,
+                message: hide_string_values(e.message().trim_end()),
+            }
         })
     }
 
@@ -379,6 +436,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("http://x:5000"), "{e}");
+        // toml would quote the bad line; a password on it must not reach the log.
+        let text = "state_dir = \"/x\"\n[registries.\"r:5000\"]\nusername = \"u\"\npassword = \"s3cret-pw\" oops\n";
+        let e = parse(text, Overrides::default()).unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("line 4, column "), "{e}");
+        let e = parse(
+            "[registries.\"r:5000\"]\ninsecure = \"s3cret-pw\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("s3cret") && e.contains("line 2, column "), "{e}");
         let long = format!("socket = \"/{}\"", "a".repeat(120));
         let e = parse(&long, Overrides::default()).unwrap_err().to_string();
         assert!(e.contains("longer than"), "{e}");

@@ -124,7 +124,7 @@ pub(super) async fn answer(http: &reqwest::Client, challenge: &Challenge, auth: 
                 req = req.header(reqwest::header::AUTHORIZATION, basic_header(username, password));
             }
             let origin = url.origin().ascii_serialization();
-            let resp = req.send().await.map_err(|e| format!("token endpoint {origin}: {e}"))?;
+            let resp = req.send().await.map_err(|e| format!("token endpoint {origin}: {}", super::reqwest_error_text(e)))?;
             let status = resp.status();
             if !status.is_success() {
                 let body = resp.text().await.unwrap_or_default();
@@ -158,7 +158,7 @@ trait JsonBytes {
 
 impl JsonBytes for reqwest::Response {
     async fn json_bytes<T: for<'de> Deserialize<'de>>(self) -> Result<T, String> {
-        let b = self.bytes().await.map_err(|e| format!("token response: {e}"))?;
+        let b = self.bytes().await.map_err(|e| format!("token response: {}", super::reqwest_error_text(e)))?;
         serde_json::from_slice(&b).map_err(|e| format!("token response: {e}"))
     }
 }

@@ -289,7 +289,7 @@ impl Client {
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Err(self.unreachable(image, &e)),
+                Err(e) => return Err(self.unreachable(image, e)),
             }
         }
         let digest = sha256_digest(&bytes);
@@ -368,7 +368,7 @@ impl Client {
                 Ok(None) => break,
                 Err(e) => {
                     let _ = out.flush().await;
-                    return Err(Error::Interrupted { image: image.into(), digest: digest.into(), done, total: size, detail: error_chain(&e) });
+                    return Err(Error::Interrupted { image: image.into(), digest: digest.into(), done, total: size, detail: reqwest_error_text(e) });
                 }
             }
         }
@@ -393,7 +393,7 @@ impl Client {
             }
             req.send()
         };
-        let resp = send(cached.clone()).await.map_err(|e| self.unreachable(image, &e))?;
+        let resp = send(cached.clone()).await.map_err(|e| self.unreachable(image, e))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return self.check_forbidden(image, resp).await;
         }
@@ -414,7 +414,7 @@ impl Client {
         if cached.as_ref() == Some(&authz) {
             return Err(Error::Unauthorized { image: image.into(), registry: self.registry.clone(), detail: "credentials rejected".into() });
         }
-        let resp = send(Some(authz.clone())).await.map_err(|e| self.unreachable(image, &e))?;
+        let resp = send(Some(authz.clone())).await.map_err(|e| self.unreachable(image, e))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             // A token the registry accepts but that lacks the scope: the token server knew
             // the credentials (or served anonymous) but grants no pull on this repository.
@@ -445,12 +445,19 @@ impl Client {
         Error::Http { image: image.into(), registry: self.registry.clone(), url: url.into(), status, body: registry_error_text(&body, "") }
     }
 
-    fn unreachable(&self, image: &str, e: &reqwest::Error) -> Error {
-        Error::Unreachable { image: image.into(), registry: self.registry.clone(), detail: error_chain(e) }
+    fn unreachable(&self, image: &str, e: reqwest::Error) -> Error {
+        Error::Unreachable { image: image.into(), registry: self.registry.clone(), detail: reqwest_error_text(e) }
     }
 }
 
-/// The error and its causes on one line (reqwest's own message is terse).
+/// The error and its causes on one line (reqwest's own message is terse), without the
+/// URL reqwest appends: after a blob redirect it is a signed storage URL whose query
+/// (X-Amz-Signature, ...) is a credential, and this text goes to logs and CRI errors.
+pub(crate) fn reqwest_error_text(e: reqwest::Error) -> String {
+    error_chain(&e.without_url())
+}
+
+/// The error and its causes on one line; any URL in it loses its query string.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -459,7 +466,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         s.push_str(&c.to_string());
         src = c.source();
     }
-    s
+    strip_url_queries(&s)
+}
+
+/// Cuts the `?query` (and `#fragment`) off every http(s) URL in `s`.
+pub(crate) fn strip_url_queries(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("http://").into_iter().chain(rest.find("https://")).min() {
+        let url_end = rest[i..].find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>')).map(|n| i + n).unwrap_or(rest.len());
+        let url = &rest[i..url_end];
+        out.push_str(&rest[..i]);
+        match url.find(['?', '#']) {
+            Some(q) => {
+                out.push_str(&url[..q]);
+                out.push_str("?<query hidden>");
+            }
+            None => out.push_str(url),
+        }
+        rest = &rest[url_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// First `errors[].message` of a distribution error body, else the body (trimmed), else `fallback`.
@@ -521,6 +549,24 @@ fn sniff_media_type(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_in_error_text_lose_their_query() {
+        let t = "error sending request for url (https://s3.example/b/x?X-Amz-Signature=abc&X-Amz-Credential=k): connection reset";
+        let out = strip_url_queries(t);
+        assert_eq!(out, "error sending request for url (https://s3.example/b/x?<query hidden>): connection reset");
+        assert_eq!(strip_url_queries("no url here"), "no url here");
+        assert_eq!(strip_url_queries("http://a/b and https://c/d#f?x"), "http://a/b and https://c/d?<query hidden>");
+    }
+
+    #[tokio::test]
+    async fn reqwest_errors_are_reported_without_their_url() {
+        // Port 1 on loopback: connection refused, an error that carries the URL.
+        let e = reqwest::Client::new().get("http://127.0.0.1:1/blob?X-Amz-Signature=s3cret").send().await.unwrap_err();
+        assert!(e.to_string().contains("s3cret"), "reqwest's own text has the url: {e}");
+        let t = reqwest_error_text(e);
+        assert!(!t.contains("s3cret") && !t.contains("127.0.0.1:1/blob"), "{t}");
+    }
 
     #[test]
     fn error_text_from_distribution_body() {
