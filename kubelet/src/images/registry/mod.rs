@@ -245,7 +245,9 @@ impl Client {
             http,
             registry: registry.to_string(),
             base: format!("{scheme}://{api_host}"),
-            auth: auth.or_else(|| config.auth_for(registry)),
+            // Same lookup as the CA files and `insecure`: the reference's registry, then the
+            // host actually reached (registry-1.docker.io for docker.io).
+            auth: auth.or_else(|| config.auth_for(registry)).or_else(|| config.auth_for(api_host)),
             tokens: Mutex::new(BTreeMap::new()),
         })
     }
@@ -603,6 +605,15 @@ mod tests {
         assert_eq!(c.auth_for("t.example"), Some(Auth::Token("tk".into())));
         assert_eq!(c.auth_for("other"), None);
         assert_eq!(format!("{:?}", c.auth_for("r.example:443").unwrap()), "Basic(u, ***)");
+    }
+
+    #[test]
+    fn credentials_follow_the_same_lookup_as_ca_and_insecure() {
+        let c: RegistryConfig = serde_json::from_str(r#"{"hosts":{"registry-1.docker.io":{"username":"u","password":"p"}}}"#).unwrap();
+        let client = Client::new(&c, "docker.io", "registry-1.docker.io", None).unwrap();
+        assert_eq!(client.auth, Some(Auth::Basic { username: "u".into(), password: "p".into() }));
+        let client = Client::new(&c, "docker.io", "registry-1.docker.io", Some(Auth::Token("t".into()))).unwrap();
+        assert_eq!(client.auth, Some(Auth::Token("t".into())), "the request's credentials win");
     }
 
     #[test]
