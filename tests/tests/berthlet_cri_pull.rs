@@ -122,6 +122,9 @@ fn pull_through_cri_then_restart_and_check_content() {
     assert_eq!(cri_pull_ok(&d, &by_digest), imgs.busybox.config.digest);
     assert_eq!(cri_pull_ok(&d, &format!("{host}/test/layered:v1")), imgs.layered.config.digest);
     assert_eq!(cri_pull_ok(&d, &format!("{host}/test/multi:v1")), imgs.multiarch_amd64.config.digest, "index resolved to linux/amd64");
+    // ImageStatus gives the digest the tag resolved to (the index), as containerd does.
+    let st = status(&d, &format!("{host}/test/multi:v1")).expect("status of the index image");
+    assert_eq!(st.repo_digests, vec![format!("{host}/test/multi@{}", imgs.multiarch.digest)], "{st:?}");
     assert_eq!(cri_pull_ok(&d, &format!("{host}/test/zstd:v1")), imgs.zstd.config.digest);
     // Docker's schema 2 (skopeo converts the media types; the config bytes stay,
     // so it is the busybox image under one more name and manifest digest).

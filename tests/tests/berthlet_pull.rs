@@ -174,6 +174,13 @@ fn index_resolves_to_this_platform_and_zstd_layers() {
     assert_eq!(rec.id, imgs.multiarch_amd64.config.digest, "pulled the wrong platform");
     assert_eq!(rec.manifest_digest, imgs.multiarch_amd64.manifest.digest);
     with_rootfs(&ts, &rec.id, |root| assert_eq!(std::fs::read_to_string(root.join("platform")).unwrap(), "amd64\n"));
+    // The repo digest is what the tag resolved to (the index), as containerd reports it;
+    // the record lists the index, so gc keeps it.
+    assert_eq!(rec.repo_digests, vec![format!("{}/test/multi@{idx}", reg.host())]);
+    assert!(rec.blobs.contains(&idx) && rec.blobs.contains(&rec.manifest_digest), "{:?}", rec.blobs);
+    ts.store.gc_with(&berthlet::images::GcOptions { grace: std::time::Duration::ZERO }).unwrap();
+    assert!(ts.store.has_blob(&idx), "gc removed the index blob");
+    assert_eq!(ts.store.get(&format!("{}/test/multi@{idx}", reg.host())).unwrap().map(|r| r.id), Some(rec.id.clone()));
 
     // Asking for arm64 (v8 implied) gets the other manifest.
     let opts = PullOptions { auth: None, platform: Platform::parse("linux/arm64").unwrap() };

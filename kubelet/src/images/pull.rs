@@ -66,6 +66,7 @@ pub async fn pull(
 
     let top = client.manifest(&image, repo, reference.manifest_reference()).await?;
     let mut stored_docs = vec![top.bytes.clone()];
+    let top_digest = top.digest.clone();
     let (manifest_digest, manifest_bytes) = match parse(&image, &top.digest, &top.bytes)? {
         Document::Manifest(_) => (top.digest.clone(), top.bytes.clone()),
         Document::Index(_) => {
@@ -137,7 +138,9 @@ pub async fn pull(
         for doc in stored_docs.iter().rev() {
             store2.put_blob(doc)?;
         }
-        store2.add_image(Some(&name), &manifest_digest)
+        // Recorded under the digest the reference resolved to (the index, for a
+        // multi-platform tag): it is the repo digest, and gc keeps the index.
+        store2.add_resolved_image(Some(&name), &top_digest, &manifest_digest)
     })
     .await
     .map_err(|e| Error::Task { image: image.clone(), what: "unpack", detail: e.to_string() })??;

@@ -346,10 +346,36 @@ impl Store {
     /// "registry/repo:tag" (moved here from any other image) or a digest
     /// reference "registry/repo@sha256:..." (added to repo_digests).
     pub fn add_image(&self, name: Option<&str>, manifest_digest: &str) -> Result<ImageRecord> {
+        self.add_image_inner(name, manifest_digest, None)
+    }
+
+    /// As `add_image` for a pull that already resolved `top` (the digest the reference
+    /// resolved to: an index, or the manifest itself) to `manifest` (for the pull's
+    /// platform, which need not be this host's). The record keeps both blobs, and its repo
+    /// digest is `repo@<top>`, as containerd reports it.
+    pub fn add_resolved_image(&self, name: Option<&str>, top: &str, manifest: &str) -> Result<ImageRecord> {
+        self.add_image_inner(name, top, Some(manifest))
+    }
+
+    fn add_image_inner(&self, name: Option<&str>, top: &str, resolved: Option<&str>) -> Result<ImageRecord> {
         let _g = self.read_guard();
-        let top = manifest_digest;
         let mut blobs = vec![top.to_string()];
-        let (mdigest, manifest) = self.resolve_manifest(top, &mut blobs)?;
+        let (mdigest, manifest) = match resolved {
+            Some(m) if m != top => {
+                if !self.has_blob(top) {
+                    return Err(Error::BlobNotFound(top.into()));
+                }
+                blobs.push(m.to_string());
+                let bytes = self.read_blob(m)?;
+                match oci::parse_document(&bytes).map_err(|reason| Error::InvalidContent { what: "manifest", digest: m.into(), reason })? {
+                    Document::Manifest(man) => (m.to_string(), man),
+                    Document::Index(_) => {
+                        return Err(Error::InvalidContent { what: "manifest", digest: m.into(), reason: format!("an index, resolved from {top}") })
+                    }
+                }
+            }
+            _ => self.resolve_manifest(top, &mut blobs)?,
+        };
         let (config_file, config_bytes) = self.read_config(&manifest)?;
         blobs.push(manifest.config.digest.clone());
 
@@ -862,6 +888,15 @@ pub(crate) mod tests {
         assert_eq!(rec.manifest_digest, m);
         assert_eq!(rec.repo_digests, vec![format!("r/multi@{i}")]);
         assert!(rec.blobs.contains(&i));
+        // A pull that resolved the index itself: same record, the index kept by gc.
+        assert!(store.remove(&rec.id).unwrap());
+        let rec = store.add_resolved_image(Some("r/multi:2"), &i, &m).unwrap();
+        assert_eq!(rec.manifest_digest, m);
+        assert_eq!(rec.repo_digests, vec![format!("r/multi@{i}")]);
+        assert!(rec.blobs.contains(&i) && rec.blobs.contains(&m));
+        store.gc_with(&GcOptions { grace: Duration::ZERO }).unwrap();
+        assert!(store.has_blob(&i) && store.has_blob(&m));
+        assert_eq!(store.get(&format!("r/multi@{i}")).unwrap().unwrap().id, rec.id);
     }
 
     #[test]
