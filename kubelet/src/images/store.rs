@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,13 @@ pub(crate) struct Inner {
     pub(crate) fresh: Mutex<HashMap<String, Instant>>,
     /// Digests whose ingest file a download of this process is writing.
     pub(crate) ingesting: Mutex<HashSet<String>>,
+    /// Chain ids being unpacked by this process: a second `add_image` needing one waits
+    /// on `unpacked` for the first and reuses its layer (or unpacks it itself if the
+    /// first failed), so a layer shared by concurrent pulls is unpacked once.
+    pub(crate) unpacking: Mutex<HashSet<String>>,
+    pub(crate) unpacked: Condvar,
+    /// Layers this store has unpacked (started), for tests and logs.
+    pub(crate) unpack_count: AtomicUsize,
     /// Dropped with the last clone of the store (see [`Store::open_holding`]).
     _held: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -117,6 +125,19 @@ pub(crate) struct Inner {
 pub struct IngestGuard {
     store: Store,
     digest: String,
+}
+
+/// Held while this process unpacks one chain id; dropping it wakes the waiters.
+struct UnpackClaim<'a> {
+    store: &'a Store,
+    chain_id: String,
+}
+
+impl Drop for UnpackClaim<'_> {
+    fn drop(&mut self) {
+        self.store.inner.unpacking.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.chain_id);
+        self.store.inner.unpacked.notify_all();
+    }
 }
 
 impl Drop for IngestGuard {
@@ -163,6 +184,9 @@ impl Store {
                 gc_lock: RwLock::new(()),
                 fresh: Mutex::new(HashMap::new()),
                 ingesting: Mutex::new(HashSet::new()),
+                unpacking: Mutex::new(HashSet::new()),
+                unpacked: Condvar::new(),
+                unpack_count: AtomicUsize::new(0),
                 _held: held,
             }),
         })
@@ -507,12 +531,32 @@ impl Store {
     }
 
     /// Unpacks one layer into `layers/<chain hex>` unless it is there already.
+    ///
+    /// One unpack per chain id at a time in this process: a caller that finds another
+    /// unpacking it waits, then reuses the result, or unpacks it itself if that one
+    /// failed. Callers hold the store's read lock while waiting; that cannot deadlock
+    /// with gc's write lock because the unpack being waited for already holds its read
+    /// lock and needs no other, and a caller waits only while it holds no claim itself.
     fn ensure_layer(&self, blob_digest: &str, compression: Compression, diff_id: &str, chain_id: &str) -> Result<()> {
         let dir = self.layer_path(chain_id);
         digest_hex(chain_id)?;
+        let _claim = loop {
+            if dir.is_dir() {
+                return Ok(());
+            }
+            let mut busy = self.inner.unpacking.lock().unwrap_or_else(|p| p.into_inner());
+            if busy.insert(chain_id.to_string()) {
+                break UnpackClaim { store: self, chain_id: chain_id.to_string() };
+            }
+            while busy.contains(chain_id) {
+                busy = self.inner.unpacked.wait(busy).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        // Another unpack may have finished between the check and the claim.
         if dir.is_dir() {
             return Ok(());
         }
+        self.inner.unpack_count.fetch_add(1, Ordering::Relaxed);
         let layers = self.dir(LAYERS);
         let tmp = layers.join(format!("tmp-{}-{}", digest_hex(chain_id)?, fsutil::unique_suffix()));
         std::fs::create_dir(&tmp).map_err(|e| Error::io("mkdir", &tmp, e))?;
@@ -948,8 +992,32 @@ pub(crate) mod tests {
         });
         assert!(ids.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(std::fs::read_dir(d.path().join(LAYERS)).unwrap().count(), 2, "two layer dirs, no temp left");
+        assert_eq!(store.inner.unpack_count.load(Ordering::Relaxed), 2, "each layer unpacked once, not once per add_image");
         let rec = store.get(&ids[0]).unwrap().unwrap();
         assert_eq!(rec.repo_tags.len(), 4, "{:?}", rec.repo_tags);
+    }
+
+    #[test]
+    fn concurrent_adds_sharing_a_big_layer_unpack_it_once() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        // Big enough that the unpacks would overlap without the single flight.
+        let mut big = LayerBuilder::new().dir("d", 0o755);
+        for i in 0..2000 {
+            big = big.file(&format!("d/f{i}"), &"x".repeat(512));
+        }
+        let big = big.build();
+        let ms: Vec<String> = (0..6)
+            .map(|i| put_image(&store, &[(big.clone(), Compression::Gzip), (LayerBuilder::new().file("t", &i.to_string()).build(), Compression::None)], &format!("c{i}")))
+            .collect();
+        std::thread::scope(|s| {
+            for (i, m) in ms.iter().enumerate() {
+                let store = store.clone();
+                s.spawn(move || store.add_image(Some(&format!("r/s:{i}")), m).unwrap());
+            }
+        });
+        assert_eq!(store.inner.unpack_count.load(Ordering::Relaxed), 1 + 6, "the shared layer once, each top layer once");
+        assert_eq!(std::fs::read_dir(d.path().join(LAYERS)).unwrap().count(), 7, "no temp left");
     }
 
     #[test]
