@@ -171,14 +171,24 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// A vlan gateway pair this ADD created.
+struct VlanGatewayUndo {
+    /// Its bridge-side end (a random name: only this ADD uses it).
+    port_name: String,
+    /// Its `<bridge>.<vlan>` end, once looked up.
+    gw_index: Option<u32>,
+    /// Fully set up (port in the VLAN, both ends up); addresses come later.
+    complete: bool,
+}
+
 /// What ADD has done so far, to undo on failure.
 #[derive(Default)]
 struct Undo {
     ipam: bool,
     bridge_created: Option<u32>,
     host_veth: Option<u32>,
-    /// The vlan gateway veth (its `<bridge>.<vlan>` end), when this ADD created it.
-    vlan_gateway: Option<u32>,
+    /// The vlan gateway veth, when this ADD created it.
+    vlan_gateway: Option<VlanGatewayUndo>,
     masq: bool,
     macspoof: bool,
 }
@@ -623,10 +633,35 @@ fn set_port_vlan(nl_: &mut Netlink, index: u32, vid: u16, keep_default: bool, na
     nl_.set_port_pvid(index, vid, keep_default).map_err(|e| Error::internal(format!("vlan {vid} on {name}: {e}")))
 }
 
-/// Finds or creates the vlan gateway `name` (`<bridge>.<vlan>`): a veth pair in the
-/// node's netns, one end `name` (up, for the gateway addresses), the other a port of
+/// What an existing vlan gateway `<bridge>.<vlan>` needs before it is usable: a
+/// gateway left half-made (a failed or killed ADD, or changed by hand) is repaired, not
+/// reused as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GatewayPlan {
+    /// Its bridge-side peer is missing (or not a veth of this netns linked back to it):
+    /// delete the gateway and create it again.
+    Recreate,
+    /// Usable after these fixes. The VLAN (PVID, untagged) is always re-applied: the
+    /// request is idempotent and cheaper than reading the port's VLAN table first.
+    Repair { set_master: bool, port_up: bool, gw_up: bool },
+}
+
+/// Decides [`GatewayPlan`] for gateway `gw` whose peer lookup (by `gw.link`) found `port`.
+fn plan_gateway(br: u32, gw: &Link, port: Option<&Link>) -> GatewayPlan {
+    match port {
+        Some(p) if p.kind == "veth" && p.link == Some(gw.index) && p.index != br => {
+            GatewayPlan::Repair { set_master: p.master != Some(br), port_up: !p.up, gw_up: !gw.up }
+        }
+        _ => GatewayPlan::Recreate,
+    }
+}
+
+/// Finds, repairs or creates the vlan gateway `name` (`<bridge>.<vlan>`): a veth pair in
+/// the node's netns, one end `name` (up, for the gateway addresses), the other a port of
 /// the bridge whose untagged PVID is the vlan, as a pod's port is. It stays after DEL,
-/// as the bridge does (the reference's behaviour). `existing` is what a lookup by name found.
+/// as the bridge does (the reference's behaviour). `existing` is what a lookup by name
+/// found. One this ADD creates is recorded in `undo` as soon as the kernel made it, and
+/// marked complete only once set up, so a failure in between removes it (rollback).
 fn ensure_vlan_gateway(
     nl_: &mut Netlink,
     c: &BridgeConf,
@@ -635,15 +670,47 @@ fn ensure_vlan_gateway(
     existing: Option<Link>,
     undo: &mut Undo,
 ) -> Result<Link, Error> {
-    let check = |l: Link| -> Result<Link, Error> {
-        if l.kind != "veth" {
-            return Err(Error::invalid_config(format!("{name} already exists and is a {:?}, not the vlan gateway veth", l.kind)));
+    let mut existing = existing;
+    for _ in 0..3 {
+        if let Some(l) = existing.take() {
+            if l.kind != "veth" {
+                return Err(Error::invalid_config(format!("{name} already exists and is a {:?}, not the vlan gateway veth", l.kind)));
+            }
+            let port = match l.link {
+                Some(p) => nl_.link_by_index(p).map_err(nl)?,
+                None => None,
+            };
+            match plan_gateway(br, &l, port.as_ref()) {
+                GatewayPlan::Repair { set_master, port_up, gw_up } => {
+                    let port = port.expect("Repair has a port");
+                    if set_master {
+                        nl_.set_master(port.index, br).map_err(nl)?;
+                    }
+                    set_port_vlan(nl_, port.index, c.vlan as u16, c.preserve_default_vlan, &port.name)?;
+                    if port_up {
+                        nl_.set_up(port.index, true).map_err(nl)?;
+                    }
+                    if gw_up {
+                        nl_.set_up(l.index, true).map_err(nl)?;
+                    }
+                    return Ok(if set_master || port_up || gw_up { nl_.link_by_index(l.index).map_err(nl)?.unwrap_or(l) } else { l });
+                }
+                GatewayPlan::Recreate => {
+                    nl_.del_link(l.index).map_err(nl)?;
+                }
+            }
         }
-        Ok(l)
-    };
-    if let Some(l) = existing {
-        return check(l);
+        match create_vlan_gateway(nl_, c, name, br, undo)? {
+            Some(gw) => return Ok(gw),
+            // A concurrent ADD made it first: check and use it.
+            None => existing = nl_.link_by_name(name).map_err(nl)?,
+        }
     }
+    Err(Error::internal(format!("vlan gateway {name}: could not create or repair it (it keeps changing)")))
+}
+
+/// Creates the vlan gateway pair; None when `name` exists already (EEXIST).
+fn create_vlan_gateway(nl_: &mut Netlink, c: &BridgeConf, name: &str, br: u32, undo: &mut Undo) -> Result<Option<Link>, Error> {
     let here = std::fs::File::open("/proc/self/ns/net").map_err(|e| Error::io("open /proc/self/ns/net", e))?;
     let mut port_name = random_veth_name();
     let mut tries = 0;
@@ -660,9 +727,8 @@ fn ensure_vlan_gateway(
         match nl_.add_veth(&spec) {
             Ok(()) => break,
             Err(e) if e.errno() == Some(libc::EEXIST) => {
-                // A concurrent ADD made the gateway first: use it.
-                if let Some(l) = nl_.link_by_name(name).map_err(nl)? {
-                    return check(l);
+                if nl_.link_by_name(name).map_err(nl)?.is_some() {
+                    return Ok(None);
                 }
                 if tries >= 5 {
                     return Err(nl(e));
@@ -673,16 +739,24 @@ fn ensure_vlan_gateway(
             Err(e) => return Err(nl(e)),
         }
     }
+    // Recorded before anything else can fail: the random port name is ours alone.
+    undo.vlan_gateway = Some(VlanGatewayUndo { port_name: port_name.clone(), gw_index: None, complete: false });
     let gw = nl_
         .link_by_name(name)
         .map_err(nl)?
         .ok_or_else(|| Error::internal(format!("veth {name} vanished after creation")))?;
-    undo.vlan_gateway = Some(gw.index);
+    if let Some(u) = &mut undo.vlan_gateway {
+        u.gw_index = Some(gw.index);
+    }
     let port = gw.link.ok_or_else(|| Error::internal(format!("veth {name} has no peer")))?;
     set_port_vlan(nl_, port, c.vlan as u16, c.preserve_default_vlan, &port_name)?;
     nl_.set_up(port, true).map_err(nl)?;
     nl_.set_up(gw.index, true).map_err(nl)?;
-    Ok(nl_.link_by_index(gw.index).map_err(nl)?.unwrap_or(gw))
+    let gw = nl_.link_by_index(gw.index).map_err(nl)?.unwrap_or(gw);
+    if let Some(u) = &mut undo.vlan_gateway {
+        u.complete = true;
+    }
+    Ok(Some(gw))
 }
 
 /// Puts `gw` on the bridge, whose addresses are `have`. Another address of the same
@@ -733,16 +807,25 @@ fn rollback(env: &Env, conf: &NetConf, c: &BridgeConf, node_nl: &mut Netlink, un
     if let Some(i) = undo.host_veth {
         let _ = node_nl.del_link(i);
     }
-    if let Some(g) = undo.vlan_gateway {
-        // The gateway this ADD made, unless another pod's port joined the bridge meanwhile.
-        let port = node_nl.link_by_index(g).ok().flatten().and_then(|l| l.link);
-        let others = match (undo.bridge_created.or_else(|| undo_bridge_index(node_nl, c)), port) {
-            (Some(b), Some(p)) => node_nl.links().map(|ls| ls.iter().any(|l| l.master == Some(b) && l.index != p)).unwrap_or(true),
-            _ => true,
-        };
-        if !others {
-            let _ = node_nl.del_link(g);
+    match &undo.vlan_gateway {
+        // Half set up: nobody can rely on it; remove it (by its port's name, which only
+        // this ADD knows) so that no later ADD finds a broken gateway.
+        Some(u) if !u.complete => {
+            let _ = node_nl.del_link_by_name(&u.port_name);
         }
+        // Complete: the gateway this ADD made, unless another pod's port joined the bridge meanwhile.
+        Some(VlanGatewayUndo { gw_index: Some(g), .. }) => {
+            let g = *g;
+            let port = node_nl.link_by_index(g).ok().flatten().and_then(|l| l.link);
+            let others = match (undo.bridge_created.or_else(|| undo_bridge_index(node_nl, c)), port) {
+                (Some(b), Some(p)) => node_nl.links().map(|ls| ls.iter().any(|l| l.master == Some(b) && l.index != p)).unwrap_or(true),
+                _ => true,
+            };
+            if !others {
+                let _ = node_nl.del_link(g);
+            }
+        }
+        _ => {}
     }
     if let Some(b) = undo.bridge_created {
         // Only if no other attachment joined it meanwhile.
@@ -907,6 +990,118 @@ mod tests {
         assert_eq!(e.code, code::INVALID_CONFIG, "{e}");
         assert!(e.msg.contains("br-01234567.4094"), "{e}");
         BridgeConf::parse(&conf(serde_json::json!({"bridge": "br-01234567", "vlan": 4094}))).unwrap();
+    }
+
+    fn link(index: u32, kind: &str, up: bool, master: Option<u32>, peer: Option<u32>) -> Link {
+        Link { index, kind: kind.into(), up, master, link: peer, ..Default::default() }
+    }
+
+    #[test]
+    fn vlan_gateway_repair_plan() {
+        let br = 3;
+        let gw = link(10, "veth", true, None, Some(11));
+        // Whole: nothing but the (idempotent) VLAN to re-apply.
+        let port = link(11, "veth", true, Some(br), Some(10));
+        assert_eq!(plan_gateway(br, &gw, Some(&port)), GatewayPlan::Repair { set_master: false, port_up: false, gw_up: false });
+        // Left half-made by a failed or killed ADD: not a port, both ends down.
+        let port = link(11, "veth", false, None, Some(10));
+        let down = link(10, "veth", false, None, Some(11));
+        assert_eq!(plan_gateway(br, &down, Some(&port)), GatewayPlan::Repair { set_master: true, port_up: true, gw_up: true });
+        // A port of another bridge.
+        let port = link(11, "veth", true, Some(99), Some(10));
+        assert_eq!(plan_gateway(br, &gw, Some(&port)), GatewayPlan::Repair { set_master: true, port_up: false, gw_up: false });
+        // The peer is gone, or the index names something else (peer moved to another netns).
+        assert_eq!(plan_gateway(br, &gw, None), GatewayPlan::Recreate);
+        assert_eq!(plan_gateway(br, &gw, Some(&link(11, "bridge", true, None, None))), GatewayPlan::Recreate);
+        assert_eq!(plan_gateway(br, &gw, Some(&link(11, "veth", true, Some(br), Some(42)))), GatewayPlan::Recreate);
+    }
+
+    /// Runs `f` in a thread inside a fresh, unnamed netns (never the host's); None when not root.
+    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        if !nix::unistd::geteuid().is_root() {
+            println!("SKIP: needs root");
+            return None;
+        }
+        Some(
+            std::thread::spawn(move || {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                f()
+            })
+            .join()
+            .unwrap(),
+        )
+    }
+
+    fn test_env() -> Env {
+        Env::from_lookup(|k| match k {
+            "CNI_COMMAND" => Some("ADD".into()),
+            "CNI_CONTAINERID" => Some("c".into()),
+            "CNI_NETNS" => Some("/x".into()),
+            "CNI_IFNAME" => Some("eth0".into()),
+            "CNI_PATH" => Some("/x".into()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn rollback_removes_a_half_made_vlan_gateway() {
+        in_fresh_netns(|| {
+            let cf = conf(serde_json::json!({"bridge": "br-u", "vlan": 10, "isGateway": true}));
+            let c = BridgeConf::parse(&cf).unwrap();
+            let env = test_env();
+            let mut nl_ = Netlink::open().unwrap();
+            nl_.add_bridge("br-u", None, false).unwrap();
+            let br = nl_.link_by_name("br-u").unwrap().unwrap().index;
+            let here = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&here);
+            let mk = |nl_: &mut Netlink, port: &str, peer: &str| {
+                nl_.add_veth(&VethSpec { host_name: port, peer_name: peer, peer_netns_fd: fd, master: Some(br), ..Default::default() }).unwrap();
+            };
+            // Created, not set up (the failure came before the lookup): removed by its port's name.
+            mk(&mut nl_, "vport-a", "br-u.10");
+            let undo = Undo { vlan_gateway: Some(VlanGatewayUndo { port_name: "vport-a".into(), gw_index: None, complete: false }), ..Default::default() };
+            rollback(&env, &cf, &c, &mut nl_, &undo);
+            assert!(nl_.link_by_name("br-u.10").unwrap().is_none(), "a half-made gateway must not stay");
+            // Half-made even though another pod's port is on the bridge: removed too.
+            mk(&mut nl_, "vpod", "pod0");
+            mk(&mut nl_, "vport-b", "br-u.10");
+            let gw = nl_.link_by_name("br-u.10").unwrap().unwrap().index;
+            let undo = Undo { vlan_gateway: Some(VlanGatewayUndo { port_name: "vport-b".into(), gw_index: Some(gw), complete: false }), ..Default::default() };
+            rollback(&env, &cf, &c, &mut nl_, &undo);
+            assert!(nl_.link_by_name("br-u.10").unwrap().is_none());
+            // Complete, with another port on the bridge: kept (it may serve that pod).
+            mk(&mut nl_, "vport-c", "br-u.10");
+            let gw = nl_.link_by_name("br-u.10").unwrap().unwrap().index;
+            let undo = Undo { vlan_gateway: Some(VlanGatewayUndo { port_name: "vport-c".into(), gw_index: Some(gw), complete: true }), ..Default::default() };
+            rollback(&env, &cf, &c, &mut nl_, &undo);
+            assert!(nl_.link_by_name("br-u.10").unwrap().is_some());
+
+            // A real failure inside the setup (here: the kernel refuses the VLAN, or, where it
+            // can filter, the gateway comes out whole): never a half-made gateway left.
+            nl_.del_link(gw).unwrap();
+            let mut undo = Undo::default();
+            let r = ensure_vlan_gateway(&mut nl_, &c, "br-u.10", br, None, &mut undo);
+            match r {
+                Err(_) => {
+                    assert!(undo.vlan_gateway.as_ref().is_some_and(|u| !u.complete), "recorded as started");
+                    rollback(&env, &cf, &c, &mut nl_, &undo);
+                    assert!(nl_.link_by_name("br-u.10").unwrap().is_none());
+                }
+                Ok(g) => {
+                    assert!(g.up && undo.vlan_gateway.as_ref().is_some_and(|u| u.complete));
+                    // Broken by hand (port off the bridge and down): the next ADD repairs it.
+                    let port = g.link.unwrap();
+                    nl_.set_up(port, false).unwrap();
+                    nl_.set_up(g.index, false).unwrap();
+                    let existing = nl_.link_by_name("br-u.10").unwrap();
+                    let g2 = ensure_vlan_gateway(&mut nl_, &c, "br-u.10", br, existing, &mut Undo::default()).unwrap();
+                    assert_eq!(g2.index, g.index);
+                    assert!(g2.up);
+                    assert!(nl_.link_by_index(port).unwrap().unwrap().up);
+                }
+            }
+        });
     }
 
     #[test]

@@ -393,6 +393,17 @@ impl Netlink {
         }
     }
 
+    /// Deletes the link named `name`; Ok(false) when there is none.
+    pub fn del_link_by_name(&mut self, name: &str) -> R<bool> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.ack(RouteNetlinkMessage::DelLink(m), 0, &|| format!("delete link {name}")) {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     // ---- addresses ----
 
     /// Addresses (global and link scope) of a link, or of all links with `None`: (ifindex, address).

@@ -184,3 +184,69 @@ fn vlan_pods_talk_within_their_vlan_only_and_reach_their_gateway() {
     del(&node, &c10, "a2", &p2);
     assert_eq!(node.links_of("veth").len(), 4);
 }
+
+fn is_up(node: &Node, dev: &str) -> bool {
+    let l = node.link(dev).unwrap_or_else(|| panic!("{dev} missing"));
+    l["flags"].as_array().unwrap().iter().any(|f| f == "UP")
+}
+
+/// A gateway left broken (by a failed or killed ADD, or by hand) is repaired by the next
+/// ADD, not reused as it is: port back in the bridge and its VLAN, both ends up, address back.
+#[test]
+fn vlan_gateway_left_broken_is_repaired_by_the_next_add() {
+    let Some(node) = Node::new() else { return };
+    if let Some(why) = no_vlan_filtering(&node) {
+        berth_tests::skip(format_args!("this kernel has no bridge VLAN filtering ({why}); the refusal is tested in cni_bridge"));
+        return;
+    }
+    let c10 = conf(&node, "vl10", 10, "10.77.10.0/24");
+    let gw = "br-vlan.10";
+    let whole = |port: &str| {
+        assert_eq!(gateway_port(&node, gw), port);
+        assert_eq!(vlans(&node)[port], access(10), "{:?}", vlans(&node));
+        assert!(is_up(&node, gw) && is_up(&node, port), "both ends up");
+        assert_eq!(node.addrs(gw), vec!["10.77.10.1/24".to_string()]);
+    };
+    let a = node.pod();
+    add(&node, &c10, "a", &a);
+    let port = gateway_port(&node, gw);
+    whole(&port);
+
+    // The port out of its VLAN, both ends down.
+    node.sh_ok(&format!("bridge vlan del dev {port} vid 10 && ip link set {port} down && ip link set {gw} down"));
+    let b = node.pod();
+    add(&node, &c10, "b", &b);
+    whole(&port);
+    assert!(b.ping("10.77.10.1"), "b -> the repaired gateway");
+    assert!(a.ping("10.77.10.1"), "a -> the repaired gateway");
+
+    // The port off the bridge, the address gone.
+    node.sh_ok(&format!("ip link set {port} nomaster && ip addr flush dev {gw}"));
+    let c = node.pod();
+    add(&node, &c10, "c", &c);
+    whole(&port);
+    assert!(c.ping("10.77.10.1"));
+
+    // What a killed ADD leaves: the pair made, nothing else (not a port, down, no address).
+    node.sh_ok(&format!("ip link del {gw} && ip link add vgw-left type veth peer name {gw}"));
+    let d = node.pod();
+    add(&node, &c10, "d", &d);
+    whole("vgw-left");
+    assert!(d.ping("10.77.10.1"), "d -> the repaired gateway");
+    // The gateway is a new interface (new MAC): a's neighbour entry for it is stale.
+    a.sh_ok("ip neigh flush dev eth0");
+    assert!(a.ping("10.77.10.1"), "a -> the repaired gateway");
+
+    // The peer gone elsewhere: the gateway is made again.
+    node.sh_ok(&format!("ip link set vgw-left netns {}", d.name()));
+    let e = node.pod();
+    add(&node, &c10, "e", &e);
+    let port = gateway_port(&node, gw);
+    whole(&port);
+    assert!(e.ping("10.77.10.1"));
+
+    for (id, p) in [("a", &a), ("b", &b), ("c", &c), ("d", &d), ("e", &e)] {
+        del(&node, &c10, id, p);
+    }
+    assert_eq!(allocations(&node.tmp().join("ipam")), Vec::<String>::new(), "IPAM allocations left");
+}
