@@ -711,7 +711,8 @@ fn ensure_vlan_gateway(
 
 /// Creates the vlan gateway pair; None when `name` exists already (EEXIST).
 fn create_vlan_gateway(nl_: &mut Netlink, c: &BridgeConf, name: &str, br: u32, undo: &mut Undo) -> Result<Option<Link>, Error> {
-    let here = std::fs::File::open("/proc/self/ns/net").map_err(|e| Error::io("open /proc/self/ns/net", e))?;
+    // The calling thread's netns (/proc/self names the main thread's, which may differ).
+    let here = std::fs::File::open("/proc/thread-self/ns/net").map_err(|e| Error::io("open /proc/thread-self/ns/net", e))?;
     let mut port_name = random_veth_name();
     let mut tries = 0;
     loop {
