@@ -19,7 +19,10 @@
 
 use netlink_sys::{Socket, SocketAddr};
 
-use crate::nlwire::{align4, attrs_whole, read_u16, read_u32, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN};
+use crate::nlwire::{
+    align4, attrs_whole, done_errno, errno_of, read_i32, read_u16, read_u32, DUMP_TRIES, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
+    NLM_F_DUMP_INTR,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConntrackError {
@@ -29,6 +32,9 @@ pub enum ConntrackError {
     Kernel { what: &'static str, source: std::io::Error },
     #[error("ctnetlink {what}: malformed reply")]
     Decode { what: &'static str },
+    /// The table changed during the dump (NLM_F_DUMP_INTR): dump again.
+    #[error("ctnetlink {what}: dump interrupted {tries} times in a row")]
+    Interrupted { what: &'static str, tries: usize },
 }
 
 const NETLINK_NETFILTER: isize = 12;
@@ -94,8 +100,11 @@ impl Ct {
     }
 
     /// Reads the answer to the last request: each reply message's body is given to
-    /// `each`; Ok at NLMSG_DONE or an ACK, Err with the kernel's errno.
+    /// `each`; Ok at NLMSG_DONE or an ACK, Err with the kernel's errno (also one that
+    /// NLMSG_DONE carries: the dump failed partway), Interrupted when a dump part came
+    /// flagged NLM_F_DUMP_INTR.
     fn answer(&mut self, what: &'static str, mut each: impl FnMut(u16, &[u8])) -> Result<(), ConntrackError> {
+        let mut interrupted = false;
         loop {
             let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(|source| ConntrackError::Kernel { what, source })?;
             let mut off = 0;
@@ -105,20 +114,31 @@ impl Ct {
                     return Err(ConntrackError::Decode { what });
                 }
                 let kind = read_u16(&self.buf, off + 4).ok_or(ConntrackError::Decode { what })?;
+                let flags = read_u16(&self.buf, off + 6).ok_or(ConntrackError::Decode { what })?;
                 let seq = read_u32(&self.buf, off + 8).ok_or(ConntrackError::Decode { what })?;
-                let body = &self.buf[off + NLMSG_HDRLEN..off + len];
+                let whole = &self.buf[off..off + len];
+                let body = &whole[NLMSG_HDRLEN..];
                 off += align4(len);
                 if seq != self.seq {
                     continue;
                 }
+                interrupted |= flags & NLM_F_DUMP_INTR != 0;
                 match kind {
-                    NLMSG_DONE => return Ok(()),
+                    NLMSG_DONE => {
+                        if let Some(e) = done_errno(whole) {
+                            return Err(ConntrackError::Kernel { what, source: std::io::Error::from_raw_os_error(e) });
+                        }
+                        if interrupted {
+                            return Err(ConntrackError::Interrupted { what, tries: 1 });
+                        }
+                        return Ok(());
+                    }
                     NLMSG_ERROR => {
-                        let code = read_u32(body, 0).ok_or(ConntrackError::Decode { what })? as i32;
+                        let code = read_i32(body, 0).ok_or(ConntrackError::Decode { what })?;
                         if code == 0 {
                             return Ok(());
                         }
-                        return Err(ConntrackError::Kernel { what, source: std::io::Error::from_raw_os_error(-code) });
+                        return Err(ConntrackError::Kernel { what, source: std::io::Error::from_raw_os_error(errno_of(code)) });
                     }
                     _ => each(kind, body),
                 }
@@ -134,8 +154,34 @@ pub fn delete_udp_to_ports(ports: &[u16]) -> Result<usize, ConntrackError> {
         return Ok(0);
     }
     let mut ct = Ct::open()?;
-    ct.send(IPCTNL_MSG_CT_GET, NLM_F_DUMP, libc::AF_UNSPEC as u8, &[], "dump")?;
     let mut found = Vec::new();
+    let mut tries = 1;
+    loop {
+        found.clear();
+        ct.send(IPCTNL_MSG_CT_GET, NLM_F_DUMP, libc::AF_UNSPEC as u8, &[], "dump")?;
+        match dump_udp_to_ports(&mut ct, ports, &mut found) {
+            Err(ConntrackError::Interrupted { what, .. }) if tries >= DUMP_TRIES => {
+                return Err(ConntrackError::Interrupted { what, tries })
+            }
+            Err(ConntrackError::Interrupted { .. }) => tries += 1,
+            r => break r?,
+        }
+    }
+    let mut deleted = 0;
+    for e in &found {
+        ct.send(IPCTNL_MSG_CT_DELETE, NLM_F_ACK, e.family, &e.key, "delete")?;
+        match ct.answer("delete", |_, _| {}) {
+            Ok(()) => deleted += 1,
+            // Expired or deleted by someone else meanwhile.
+            Err(ConntrackError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
+/// Reads the answer to a dump request: the UDP entries to `ports` go to `found`.
+fn dump_udp_to_ports(ct: &mut Ct, ports: &[u16], found: &mut Vec<Entry>) -> Result<(), ConntrackError> {
     ct.answer("dump", |kind, body| {
         if kind != (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW || body.len() < NFGENMSG_LEN {
             return;
@@ -159,18 +205,7 @@ pub fn delete_udp_to_ports(ports: &[u16]) -> Result<usize, ConntrackError> {
         if hit {
             found.push(Entry { family: body[0], key });
         }
-    })?;
-    let mut deleted = 0;
-    for e in &found {
-        ct.send(IPCTNL_MSG_CT_DELETE, NLM_F_ACK, e.family, &e.key, "delete")?;
-        match ct.answer("delete", |_, _| {}) {
-            Ok(()) => deleted += 1,
-            // Expired or deleted by someone else meanwhile.
-            Err(ConntrackError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(deleted)
+    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,10 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use crate::nlwire::{align4, attrs, read_i32, read_u16, read_u32, Header, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP};
+use crate::nlwire::{
+    align4, attrs, done_errno, errno_of, read_i32, read_u16, read_u32, Header, DUMP_TRIES, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
+    NLMSG_NOOP, NLM_F_DUMP_INTR,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -136,10 +139,34 @@ impl Netlink {
     /// netlink messages, or the kernel's error. Headers, ACKs and errors are read by hand:
     /// cheap, and the raw form lets link replies skip the crate's decoder (see [`parse_link`]).
     fn request_raw(&mut self, msg: RouteNetlinkMessage, flags: u16, what: &dyn Fn() -> String) -> R<Vec<Vec<u8>>> {
-        let out = self.serialize(msg, flags);
-        self.sock.send(&out, 0).map_err(|source| NetlinkError::Kernel { what: what(), source })?;
+        let mut out = self.serialize(msg, flags);
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut tries = 1;
+        loop {
+            let (replies, interrupted) = self.exchange(&out, dump, what)?;
+            if !interrupted {
+                return Ok(replies);
+            }
+            // The set changed during the dump (an object may be missing or doubled): rollback
+            // and DEL decide on these lists, so read them again, whole.
+            if tries >= DUMP_TRIES {
+                return Err(NetlinkError::Kernel {
+                    what: what(),
+                    source: std::io::Error::new(std::io::ErrorKind::Other, format!("dump interrupted {tries} times in a row (NLM_F_DUMP_INTR)")),
+                });
+            }
+            tries += 1;
+            self.seq += 1;
+            out[8..12].copy_from_slice(&self.seq.to_ne_bytes());
+        }
+    }
+
+    /// Sends `out` (sequence number self.seq) and reads its answer: (replies, whether a
+    /// dump part came flagged NLM_F_DUMP_INTR).
+    fn exchange(&mut self, out: &[u8], dump: bool, what: &dyn Fn() -> String) -> R<(Vec<Vec<u8>>, bool)> {
+        self.sock.send(out, 0).map_err(|source| NetlinkError::Kernel { what: what(), source })?;
         let mut replies = vec![];
+        let mut interrupted = false;
         loop {
             let n = self
                 .sock
@@ -153,20 +180,27 @@ impl Netlink {
                 if h.seq != self.seq {
                     continue;
                 }
+                interrupted |= dump && h.flags & NLM_F_DUMP_INTR != 0;
                 match h.kind {
                     NLMSG_NOOP => {}
-                    NLMSG_DONE => return Ok(replies),
+                    NLMSG_DONE => {
+                        // A dump that failed partway ends with DONE carrying the errno.
+                        if let Some(e) = done_errno(msg) {
+                            return Err(NetlinkError::Kernel { what: what(), source: std::io::Error::from_raw_os_error(e) });
+                        }
+                        return Ok((replies, interrupted));
+                    }
                     NLMSG_ERROR => {
                         let code = read_i32(msg, NLMSG_HDRLEN).ok_or_else(|| NetlinkError::Decode { what: what(), msg: "short error message".into() })?;
                         if code == 0 {
-                            return Ok(replies); // ACK
+                            return Ok((replies, interrupted)); // ACK
                         }
-                        return Err(NetlinkError::Kernel { what: what(), source: std::io::Error::from_raw_os_error(-code) });
+                        return Err(NetlinkError::Kernel { what: what(), source: std::io::Error::from_raw_os_error(errno_of(code)) });
                     }
                     _ => {
                         replies.push(msg.to_vec());
                         if !dump {
-                            return Ok(replies);
+                            return Ok((replies, false));
                         }
                     }
                 }

@@ -6,6 +6,30 @@ pub const NLMSG_HDRLEN: usize = 16;
 pub const NLMSG_NOOP: u16 = 1;
 pub const NLMSG_ERROR: u16 = 2;
 pub const NLMSG_DONE: u16 = 3;
+/// Header flag of a dump part: the set changed while the dump ran (the result may be
+/// inconsistent: an object missed or seen twice); dump again.
+pub const NLM_F_DUMP_INTR: u16 = 0x10;
+/// How many times a dump that came back interrupted is retried.
+pub const DUMP_TRIES: usize = 5;
+
+/// The errno of a kernel error code (a negated errno). Never panics: `-i32::MIN`
+/// overflows, and a code that is not a negative errno is a protocol error.
+pub fn errno_of(code: i32) -> i32 {
+    match code.checked_neg() {
+        Some(e) if e > 0 => e,
+        _ => libc::EPROTO,
+    }
+}
+
+/// The errno an NLMSG_DONE message (`msg`, header included) carries: a dump that failed
+/// partway ends with DONE and a negative error code instead of 0. None: the dump is whole
+/// (also when the kernel sent no code, as old ones do).
+pub fn done_errno(msg: &[u8]) -> Option<i32> {
+    match read_i32(msg, NLMSG_HDRLEN) {
+        Some(0) | None => None,
+        Some(code) => Some(errno_of(code)),
+    }
+}
 
 /// Netlink messages and attributes are padded to 4 bytes.
 pub fn align4(n: usize) -> usize {
@@ -28,6 +52,7 @@ pub fn read_i32(b: &[u8], at: usize) -> Option<i32> {
 pub struct Header {
     pub len: usize,
     pub kind: u16,
+    pub flags: u16,
     pub seq: u32,
 }
 
@@ -38,7 +63,7 @@ impl Header {
         if len < NLMSG_HDRLEN || len > b.len() {
             return None;
         }
-        Some(Header { len, kind: read_u16(b, 4)?, seq: read_u32(b, 8)? })
+        Some(Header { len, kind: read_u16(b, 4)?, flags: read_u16(b, 6)?, seq: read_u32(b, 8)? })
     }
 }
 
@@ -82,5 +107,21 @@ mod tests {
         let hd = Header::read(&h).unwrap();
         assert_eq!((hd.len, hd.kind, hd.seq), (16, NLMSG_DONE, 7));
         assert!(Header::read(&h[..15]).is_none());
+        h[6] = NLM_F_DUMP_INTR as u8;
+        assert_eq!(Header::read(&h).unwrap().flags & NLM_F_DUMP_INTR, NLM_F_DUMP_INTR);
+    }
+
+    #[test]
+    fn done_and_error_codes() {
+        let mut done = vec![0u8; 20];
+        done[0] = 20;
+        done[4] = NLMSG_DONE as u8;
+        assert_eq!(done_errno(&done), None, "code 0: the dump is whole");
+        assert_eq!(done_errno(&done[..16]), None, "no code (old kernels)");
+        done[16..20].copy_from_slice(&(-libc::EBUSY).to_ne_bytes());
+        assert_eq!(done_errno(&done), Some(libc::EBUSY), "a dump that failed partway");
+        assert_eq!(errno_of(-libc::ENODEV), libc::ENODEV);
+        assert_eq!(errno_of(i32::MIN), libc::EPROTO, "no overflow");
+        assert_eq!(errno_of(5), libc::EPROTO);
     }
 }
