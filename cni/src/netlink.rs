@@ -762,6 +762,7 @@ impl Netlink {
         let req = self.serialize(RouteNetlinkMessage::DelLink(m), NLM_F_ACK);
         let seq = self.seq;
         let fd = self.sock.as_raw_fd();
+        let fd_limit = fd_limit(); // before the fork: the child only makes raw system calls
         // SAFETY: the child only makes async-signal-safe system calls on memory that
         // exists before the fork (req, self.buf), then _exits.
         let pid = unsafe { libc::fork() };
@@ -769,7 +770,7 @@ impl Netlink {
             return self.del_link(index);
         }
         if pid == 0 {
-            unsafe { early_child(fd, &req, &mut self.buf, seq) }
+            unsafe { early_child(fd, &req, &mut self.buf, seq, fd_limit) }
         }
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
         let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
@@ -846,19 +847,61 @@ fn wait_deleted(watches: &[(&LinkWatch, u32)], pidfd: i32) -> bool {
 /// Exit status of the early-delete child when it could not talk to the kernel at all.
 const EARLY_CHILD_IO: i32 = 255;
 
+/// Closes descriptors `lo..=hi`: close_range (Linux >= 5.9), else (ENOSYS) one close()
+/// per descriptor below `fd_limit` (RLIMIT_NOFILE's soft limit, read before the fork: no
+/// descriptor can be at or above it, short of a limit lowered after opening).
+/// Async-signal-safe.
+unsafe fn close_fds(lo: i32, hi: i32, fd_limit: i32) {
+    if hi < lo {
+        return;
+    }
+    if libc::syscall(libc::SYS_close_range, lo as u32, hi as u32, 0u32) == 0 {
+        return;
+    }
+    close_fds_loop(lo, hi, fd_limit);
+}
+
+/// [`close_fds`] without close_range.
+unsafe fn close_fds_loop(lo: i32, hi: i32, fd_limit: i32) {
+    for f in lo..=hi.min(fd_limit - 1) {
+        libc::close(f);
+    }
+}
+
+/// RLIMIT_NOFILE's soft limit, the bound of [`close_fds`]' fallback (capped: an
+/// unlimited or huge limit would make that loop long; such a process has no
+/// descriptor numbers that high in practice).
+fn fd_limit() -> i32 {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: rl is a valid rlimit to write to.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return 1 << 20;
+    }
+    rl.rlim_cur.min(1 << 20) as i32
+}
+
+/// The exit status of the early-delete child for the error code of the kernel's answer:
+/// 0 (success), the errno (1..=254), or EARLY_CHILD_IO when the answer was too short to
+/// hold a code (then the parent asks again). No panic (`-i32::MIN`) in the forked child.
+fn early_child_status(code: Option<i32>) -> i32 {
+    match code {
+        None => EARLY_CHILD_IO,
+        Some(0) => 0,
+        Some(c) => errno_of(c).clamp(1, 254),
+    }
+}
+
 /// The child of [`Netlink::del_link_early`]: sends `req` on `fd`, waits for the answer to
 /// `seq`, exits 0 or with the errno. Async-signal-safe calls only.
-unsafe fn early_child(fd: i32, req: &[u8], buf: &mut [u8], seq: u32) -> ! {
+unsafe fn early_child(fd: i32, req: &[u8], buf: &mut [u8], seq: u32, fd_limit: i32) -> ! {
+    // Nothing of the parent's (pipes a runtime reads to EOF, lock files) stays open here.
     for f in 0..3 {
         if f != fd {
             libc::close(f);
         }
     }
-    // Best effort (Linux >= 5.9): nothing of the parent's (pipes, lock files) stays open here.
-    if fd > 3 {
-        libc::syscall(libc::SYS_close_range, 3u32, (fd - 1) as u32, 0u32);
-    }
-    libc::syscall(libc::SYS_close_range, (fd + 1) as u32, u32::MAX, 0u32);
+    close_fds(3, fd - 1, fd_limit);
+    close_fds(fd + 1, i32::MAX, fd_limit);
     if libc::send(fd, req.as_ptr().cast(), req.len(), 0) != req.len() as isize {
         libc::_exit(EARLY_CHILD_IO);
     }
@@ -874,8 +917,7 @@ unsafe fn early_child(fd: i32, req: &[u8], buf: &mut [u8], seq: u32) -> ! {
         let mut off = 0;
         while let Some(h) = Header::read(&buf[off..n]) {
             if h.seq == seq && h.kind == NLMSG_ERROR {
-                let code = read_i32(&buf[off..off + h.len], NLMSG_HDRLEN).unwrap_or(0);
-                libc::_exit(if code == 0 { 0 } else { (-code).clamp(1, 254) });
+                libc::_exit(early_child_status(read_i32(&buf[off..off + h.len], NLMSG_HDRLEN)));
             }
             off += align4(h.len);
             if off >= n {
@@ -1013,6 +1055,48 @@ mod tests {
             });
             assert!(!pnl3.del_link_early(e1.index, &[(&pw, e1.index)]).unwrap());
         });
+    }
+
+    /// The fallback of close_range: in a forked child (this test process's descriptors are
+    /// not touched), descriptors below the limit are closed, the kept one stays.
+    #[test]
+    fn close_fds_closes_all_but_the_kept_one() {
+        let keep = File::open("/dev/null").unwrap();
+        let other = File::open("/dev/null").unwrap();
+        let (k, o) = (keep.as_raw_fd(), other.as_raw_fd());
+        let limit = fd_limit();
+        assert!(limit > o, "{limit}");
+        // SAFETY: the child only makes raw system calls, then _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            unsafe {
+                let dup_above = |fd: i32| libc::fcntl(fd, libc::F_DUPFD, k + 1);
+                let open = |fd: i32| libc::fcntl(fd, libc::F_GETFD) >= 0;
+                // Without close_range: the loop up to the limit.
+                let high = dup_above(k);
+                close_fds_loop(3, k - 1, limit);
+                close_fds_loop(k + 1, i32::MAX, limit);
+                let ok = open(k) && !open(o) && !open(high);
+                // With close_range where the kernel has it (else the loop again).
+                let high = dup_above(k);
+                close_fds(k + 1, i32::MAX, limit);
+                let ok2 = open(k) && !open(high);
+                libc::_exit(if ok && ok2 { 0 } else { 1 });
+            }
+        }
+        let mut st = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "status {st}");
+    }
+
+    #[test]
+    fn early_child_status_codes() {
+        assert_eq!(early_child_status(Some(0)), 0);
+        assert_eq!(early_child_status(Some(-libc::ENODEV)), libc::ENODEV);
+        assert_eq!(early_child_status(None), EARLY_CHILD_IO, "a short answer is not success");
+        assert_eq!(early_child_status(Some(i32::MIN)), libc::EPROTO, "no overflow");
+        assert_eq!(early_child_status(Some(-4000)), 254);
     }
 
     #[test]
