@@ -659,10 +659,12 @@ fn parse_link(msg: &[u8]) -> Option<Link> {
     for (kind, data) in attrs(&ifi[IFINFOMSG_LEN..]) {
         match kind {
             IFLA_IFNAME => l.name = c_string(data),
-            IFLA_MTU => l.mtu = read_u32(data, 0)?,
+            // A short or malformed attribute is skipped, never the whole link: a link
+            // missing from a lookup would make DEL skip deleting it.
+            IFLA_MTU => l.mtu = read_u32(data, 0).unwrap_or(l.mtu),
             IFLA_ADDRESS => l.mac = data.to_vec(),
-            IFLA_MASTER => l.master = Some(read_u32(data, 0)?),
-            IFLA_LINK => l.link = Some(read_u32(data, 0)?),
+            IFLA_MASTER => l.master = read_u32(data, 0).or(l.master),
+            IFLA_LINK => l.link = read_u32(data, 0).or(l.link),
             IFLA_LINKINFO => {
                 let mut slave_kind = String::new();
                 let mut slave_data: &[u8] = &[];
@@ -1112,5 +1114,18 @@ mod tests {
         m.extend_from_slice(&[200, 0, 4, 0]);
         let l = parse_link(&m).unwrap();
         assert_eq!((l.index, l.up, l.name.as_str()), (7, true, "ab"));
+
+        // Short MTU, master and peer attributes (2 bytes, not 4) are skipped, not the link.
+        let mut m = vec![0u8; 32];
+        m[4] = RTM_NEWLINK as u8;
+        m[16 + 4] = 9;
+        for k in [IFLA_MTU, IFLA_MASTER, IFLA_LINK] {
+            m.extend_from_slice(&[6, 0, k as u8, 0, 1, 2, 0, 0]);
+        }
+        m.extend_from_slice(&[8, 0, IFLA_IFNAME as u8, 0, b'v', b'0', 0, 0]);
+        m.extend_from_slice(&[8, 0, IFLA_MTU as u8, 0]);
+        m.extend_from_slice(&1500u32.to_ne_bytes());
+        let l = parse_link(&m).expect("the link survives bad attributes");
+        assert_eq!((l.index, l.name.as_str(), l.mtu, l.master, l.link), (9, "v0", 1500, None, None));
     }
 }
