@@ -230,11 +230,12 @@ impl Plugin for Bridge {
         if let Some(p) = &env.netns {
             match NetNs::open(p) {
                 Ok(ns) => {
-                    let (mut pnl, pod_watch) =
-                        ns.run(|| Ok::<_, NetlinkError>((Netlink::open()?, LinkWatch::open()?))).map_err(ns_err)?.map_err(nl)?;
+                    // Without a watch (it could not be opened) the delete is synchronous.
+                    let (pnl, pod_watch) = ns.run(|| (Netlink::open(), LinkWatch::open().ok())).map_err(ns_err)?;
+                    let mut pnl = pnl.map_err(nl)?;
                     if let Some(l) = pnl.link_by_name(&env.ifname).map_err(nl)? {
                         if l.kind == "veth" {
-                            del_veth(pnl, &l, &pod_watch)?;
+                            del_veth(pnl, &l, pod_watch.as_ref())?;
                         }
                     }
                 }
@@ -348,14 +349,22 @@ impl Plugin for Bridge {
 /// soon as the kernel reports both ends unregistered, without waiting out its RCU barrier
 /// (see [`Netlink::del_link_early`]; that wait was ~18 of a ~25 ms DEL). The host end is
 /// watched for only when it is where ADD puts it: this (the node's) netns, a veth whose
-/// peer is `pod`.
-fn del_veth(pnl: Netlink, pod: &Link, pod_watch: &LinkWatch) -> Result<(), Error> {
-    let mut node = Netlink::open().map_err(nl)?;
-    let host = match pod.link {
-        Some(i) => node.link_by_index(i).map_err(nl)?.filter(|h| h.kind == "veth" && h.link == Some(pod.index)),
-        None => None,
+/// peer is `pod`. When a watch cannot be opened or the host end cannot be looked up, the
+/// delete is synchronous (slower, never skipped).
+fn del_veth(mut pnl: Netlink, pod: &Link, pod_watch: Option<&LinkWatch>) -> Result<(), Error> {
+    let early = pod_watch.and_then(|pw| {
+        let mut node = Netlink::open().ok()?;
+        let host = match pod.link {
+            Some(i) => node.link_by_index(i).ok()?.filter(|h| h.kind == "veth" && h.link == Some(pod.index)),
+            None => None,
+        };
+        let node_watch = LinkWatch::open().ok()?;
+        Some((pw, host, node_watch))
+    });
+    let Some((pod_watch, host, node_watch)) = early else {
+        pnl.del_link(pod.index).map_err(nl)?;
+        return Ok(());
     };
-    let node_watch = LinkWatch::open().map_err(nl)?;
     let mut watches = vec![(pod_watch, pod.index)];
     if let Some(h) = &host {
         watches.push((&node_watch, h.index));
@@ -1102,6 +1111,20 @@ mod tests {
                     assert!(nl_.link_by_index(port).unwrap().unwrap().up);
                 }
             }
+        });
+    }
+
+    /// DEL without a link watch (LinkWatch::open failed): a synchronous delete, both ends gone.
+    #[test]
+    fn del_veth_without_a_watch_deletes_synchronously() {
+        in_fresh_netns(|| {
+            let here = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+            let mut nl_ = Netlink::open().unwrap();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&here);
+            nl_.add_veth(&VethSpec { host_name: "vh", peer_name: "vp", peer_netns_fd: fd, ..Default::default() }).unwrap();
+            let pod = nl_.link_by_name("vp").unwrap().unwrap();
+            del_veth(Netlink::open().unwrap(), &pod, None).unwrap();
+            assert!(nl_.link_by_name("vp").unwrap().is_none() && nl_.link_by_name("vh").unwrap().is_none());
         });
     }
 
