@@ -30,7 +30,8 @@ fn image_name(spec: Option<&ImageSpec>) -> Result<&str, Status> {
 }
 
 /// CRI's `AuthConfig` as pull credentials: username/password, else the
-/// base64 `auth` ("user:password"), else a token.
+/// base64 `auth` ("user:password"), else the registry token (a bearer token, sent
+/// as is), else the identity token (an OAuth2 refresh token, exchanged).
 pub fn auth_of(a: &AuthConfig) -> Result<Option<Auth>, Status> {
     if !a.username.is_empty() {
         return Ok(Some(Auth::Basic { username: a.username.clone(), password: a.password.clone() }));
@@ -44,10 +45,12 @@ pub fn auth_of(a: &AuthConfig) -> Result<Option<Auth>, Status> {
             .ok_or_else(|| Status::invalid_argument("AuthConfig.auth does not decode to user:password"))?;
         return Ok(Some(Auth::Basic { username: u.into(), password: p.into() }));
     }
-    for t in [&a.registry_token, &a.identity_token] {
-        if !t.is_empty() {
-            return Ok(Some(Auth::Token(t.clone())));
-        }
+    if !a.registry_token.is_empty() {
+        return Ok(Some(Auth::Token(a.registry_token.clone())));
+    }
+    if !a.identity_token.is_empty() {
+        // A refresh token, not a bearer token: exchanged at the token endpoint.
+        return Ok(Some(Auth::IdentityToken(a.identity_token.clone())));
     }
     Ok(None)
 }
@@ -164,6 +167,8 @@ mod tests {
         assert_eq!(auth_of(&b64).unwrap(), Some(Auth::Basic { username: "user".into(), password: "pa:ss".into() }));
         let tok = AuthConfig { registry_token: "t".into(), ..Default::default() };
         assert_eq!(auth_of(&tok).unwrap(), Some(Auth::Token("t".into())));
+        let id = AuthConfig { identity_token: "r".into(), ..Default::default() };
+        assert_eq!(auth_of(&id).unwrap(), Some(Auth::IdentityToken("r".into())));
         assert_eq!(auth_of(&AuthConfig::default()).unwrap(), None);
         assert!(auth_of(&AuthConfig { auth: "!!".into(), ..Default::default() }).is_err());
         // Without padding ("u:p" is "dTpw").

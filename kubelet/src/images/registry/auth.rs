@@ -1,6 +1,7 @@
 //! Answering a registry's `WWW-Authenticate` challenge: Basic (credentials on every
 //! request) or Bearer (the distribution token flow: GET realm?service=&scope= with the
-//! credentials, use the returned token).
+//! credentials, use the returned token; with an identity token, the OAuth2 refresh-token
+//! grant: POST realm with grant_type=refresh_token, service, scope, client_id, refresh_token).
 
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
@@ -86,6 +87,9 @@ pub fn challenge_error(header: &str) -> Option<String> {
     parse_params(rest).into_iter().find(|(k, _)| k.eq_ignore_ascii_case("error")).map(|(_, v)| v)
 }
 
+/// `client_id` of the OAuth2 refresh-token grant.
+const CLIENT_ID: &str = "berthlet";
+
 fn basic_header(username: &str, password: &str) -> HeaderValue {
     let enc = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     let mut v = HeaderValue::from_str(&format!("Basic {enc}")).expect("base64 is ascii");
@@ -105,6 +109,7 @@ pub(super) async fn answer(http: &reqwest::Client, challenge: &Challenge, auth: 
         Challenge::Basic { .. } => match auth {
             Some(Auth::Basic { username, password }) => Ok(basic_header(username, password)),
             Some(Auth::Token(t)) => bearer_header(t),
+            Some(Auth::IdentityToken(_)) => Err("registry asks for basic auth; an identity token is only exchanged at a Bearer token endpoint".into()),
             None => Err("registry requires credentials (basic auth) and none were given".into()),
         },
         Challenge::Bearer { realm, service, scope: challenge_scope } => {
@@ -112,17 +117,30 @@ pub(super) async fn answer(http: &reqwest::Client, challenge: &Challenge, auth: 
                 return bearer_header(t);
             }
             let mut url = reqwest::Url::parse(realm).map_err(|e| format!("token realm {realm:?}: {e}"))?;
-            {
-                let mut q = url.query_pairs_mut();
+            let scope = challenge_scope.as_deref().unwrap_or(scope);
+            let req = if let Some(Auth::IdentityToken(refresh)) = auth {
+                // OAuth2 refresh-token grant (docker's identity token), as containerd does.
+                let mut form = vec![("grant_type", "refresh_token"), ("client_id", CLIENT_ID)];
                 if let Some(s) = service {
-                    q.append_pair("service", s);
+                    form.push(("service", s));
                 }
-                q.append_pair("scope", challenge_scope.as_deref().unwrap_or(scope));
-            }
-            let mut req = http.get(url.clone());
-            if let Some(Auth::Basic { username, password }) = auth {
-                req = req.header(reqwest::header::AUTHORIZATION, basic_header(username, password));
-            }
+                form.push(("scope", scope));
+                form.push(("refresh_token", refresh));
+                http.post(url.clone()).form(&form)
+            } else {
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    q.append_pair("scope", scope);
+                }
+                let mut req = http.get(url.clone());
+                if let Some(Auth::Basic { username, password }) = auth {
+                    req = req.header(reqwest::header::AUTHORIZATION, basic_header(username, password));
+                }
+                req
+            };
             let origin = url.origin().ascii_serialization();
             let resp = req.send().await.map_err(|e| format!("token endpoint {origin}: {}", super::reqwest_error_text(e)))?;
             let status = resp.status();
@@ -257,6 +275,52 @@ mod tests {
         let e = answer(&http, &bearer(&realm), None, "repository:x:pull").await.unwrap_err();
         assert!(e.ends_with("answered 503 Service Unavailable"), "{e}");
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn identity_token_is_exchanged_with_the_refresh_token_grant() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let realm = format!("http://{}/oauth", l.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&req).to_string();
+                if let Some(i) = text.find("\r\n\r\n") {
+                    let len: usize = text[..i]
+                        .lines()
+                        .find_map(|l| l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .unwrap_or(0);
+                    if req.len() >= i + 4 + len {
+                        break;
+                    }
+                }
+                let n = c.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request cut short");
+                req.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"access_token":"acc.ess","refresh_token":"new","expires_in":300}"#;
+            let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            c.write_all(resp.as_bytes()).await.unwrap();
+            c.shutdown().await.unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        let auth = Auth::IdentityToken("refr/esh".into());
+        let h = answer(&reqwest::Client::new(), &bearer(&realm), Some(&auth), "repository:x:pull").await.unwrap();
+        assert_eq!(h.to_str().unwrap(), "Bearer acc.ess");
+        let req = server.await.unwrap();
+        assert!(req.starts_with("POST /oauth HTTP/1.1\r\n"), "{req}");
+        assert!(!req.to_lowercase().contains("\r\nauthorization:"), "{req}");
+        let body = req.split("\r\n\r\n").nth(1).unwrap();
+        assert_eq!(
+            body,
+            "grant_type=refresh_token&client_id=berthlet&service=reg+svc&scope=repository%3Aa%2Fb%3Apull&refresh_token=refr%2Fesh"
+        );
+        // A Basic challenge cannot take it.
+        let e = answer(&reqwest::Client::new(), &Challenge::Basic { realm: None }, Some(&auth), "s").await.unwrap_err();
+        assert!(e.contains("identity token"), "{e}");
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub enum Auth {
     Basic { username: String, password: String },
     /// A registry bearer token, sent as is.
     Token(String),
+    /// An identity token (CRI `AuthConfig.identity_token`, docker's `identitytoken`): an
+    /// OAuth2 refresh token, exchanged at the Bearer challenge's realm for an access token.
+    IdentityToken(String),
 }
 
 impl std::fmt::Debug for Auth {
@@ -110,6 +113,7 @@ impl std::fmt::Debug for Auth {
         match self {
             Auth::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
             Auth::Token(_) => write!(f, "Token(***)"),
+            Auth::IdentityToken(_) => write!(f, "IdentityToken(***)"),
         }
     }
 }
