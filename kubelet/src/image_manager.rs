@@ -2,11 +2,13 @@
 //! `berth.images.v1`: name resolution, pulls (logged as they go), import,
 //! and garbage collection by command and by disk-usage threshold.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, GcPolicy};
@@ -28,6 +30,9 @@ pub enum ImageError {
     InvalidArgument(String),
     #[error("{what}: background task failed: {detail}")]
     Task { what: String, detail: String },
+    /// The failure of a pull, shared by every caller that asked for it meanwhile.
+    #[error(transparent)]
+    Shared(Arc<ImageError>),
 }
 
 pub type Result<T> = std::result::Result<T, ImageError>;
@@ -38,6 +43,37 @@ pub struct ImageManager {
     gc: GcPolicy,
     /// Wakes the threshold gc early (after a pull or import).
     gc_kick: Notify,
+    /// Pulls running, by normalised reference and credentials: an identical pull
+    /// joins the running one instead of starting another.
+    inflight: Mutex<HashMap<PullKey, Arc<InFlight>>>,
+    /// Pulls started (not joined), for tests.
+    pulls_started: AtomicUsize,
+}
+
+type PullKey = (String, Option<Auth>);
+type PullOutcome = std::result::Result<ImageRecord, Arc<ImageError>>;
+
+/// One running pull: its progress so far (replayed to a caller that joins), the
+/// callers' progress channels, and its outcome once there.
+struct InFlight {
+    events: Mutex<(Vec<Progress>, Vec<UnboundedSender<Progress>>)>,
+    done: watch::Sender<Option<PullOutcome>>,
+}
+
+impl InFlight {
+    fn subscribe(&self, tx: UnboundedSender<Progress>) {
+        let mut ev = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        for e in &ev.0 {
+            let _ = tx.send(e.clone());
+        }
+        ev.1.push(tx);
+    }
+
+    fn publish(&self, e: &Progress) {
+        let mut ev = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        ev.1.retain(|tx| tx.send(e.clone()).is_ok());
+        ev.0.push(e.clone());
+    }
 }
 
 /// The registry settings the pull code takes, from the daemon's config.
@@ -71,7 +107,14 @@ async fn blocking<T: Send + 'static>(
 
 impl ImageManager {
     pub fn new(store: Store, registries: RegistryConfig, gc: GcPolicy) -> Arc<ImageManager> {
-        Arc::new(ImageManager { store, registries, gc, gc_kick: Notify::new() })
+        Arc::new(ImageManager {
+            store,
+            registries,
+            gc,
+            gc_kick: Notify::new(),
+            inflight: Mutex::new(HashMap::new()),
+            pulls_started: AtomicUsize::new(0),
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -107,6 +150,10 @@ impl ImageManager {
     /// own task: a caller that goes away (a CRI deadline, a closed stream) does
     /// not cut it short, so a retry finds the blobs already in. Progress goes
     /// to the log every few seconds, and every event to `progress` if given.
+    ///
+    /// Identical pulls (same normalised reference, same credentials) share one: a
+    /// caller that asks while one runs gets its progress so far, then the rest, and
+    /// its result.
     pub async fn pull(
         self: &Arc<Self>,
         image: &str,
@@ -117,56 +164,89 @@ impl ImageManager {
             return Err(ImageError::InvalidArgument("empty image name".into()));
         }
         let reference = Reference::parse(image)?;
-        let me = self.clone();
-        let task = tokio::spawn(async move {
-            let name = reference.to_string();
-            let started = Instant::now();
-            let (tx, mut rx) = unbounded_channel();
-            let opts = PullOptions { auth, ..PullOptions::default() };
-            let store = me.store.clone();
-            let registries = me.registries.clone();
-            let r2 = reference.clone();
-            let work = async move { images::pull::pull(&store, &registries, &r2, &opts, tx).await };
-            tokio::pin!(work);
-            let mut log = PullLog::new(&name);
-            let result = loop {
-                tokio::select! {
-                    r = &mut work => break r,
-                    Some(ev) = rx.recv() => {
-                        log.event(&ev);
-                        if let Some(p) = &progress {
-                            let _ = p.send(ev);
-                        }
-                    }
-                }
-            };
-            // Events sent just before the end.
-            while let Ok(ev) = rx.try_recv() {
-                log.event(&ev);
-                if let Some(p) = &progress {
-                    let _ = p.send(ev);
+        let key: PullKey = (reference.to_string(), auth.clone());
+        let (flight, leader) = {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&key) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(InFlight { events: Mutex::new((Vec::new(), Vec::new())), done: watch::channel(None).0 });
+                    map.insert(key.clone(), f.clone());
+                    (f, true)
                 }
             }
-            match &result {
-                Ok(rec) => {
-                    let secs = started.elapsed().as_secs_f64();
-                    info!(
-                        image = name,
-                        id = rec.id,
-                        bytes = log.total(),
-                        seconds = format!("{secs:.2}"),
-                        "image pulled"
-                    );
-                    me.gc_kick.notify_one();
-                }
-                Err(e) => warn!(image = name, "pull failed: {e}"),
-            }
-            result
-        });
-        match task.await {
-            Ok(r) => Ok(r?),
-            Err(e) => Err(ImageError::Task { what: format!("pull {image}"), detail: e.to_string() }),
+        };
+        if let Some(p) = progress {
+            flight.subscribe(p);
         }
+        let mut done = flight.done.subscribe();
+        if leader {
+            self.pulls_started.fetch_add(1, Ordering::Relaxed);
+            let (me, flight, what) = (self.clone(), flight.clone(), format!("pull {image}"));
+            tokio::spawn(async move {
+                let task = tokio::spawn(me.clone().run_pull(reference, auth, flight.clone()));
+                let result = match task.await {
+                    Ok(r) => r.map_err(Arc::new),
+                    Err(e) => Err(Arc::new(ImageError::Task { what, detail: e.to_string() })),
+                };
+                // Off the map first: a pull asked for from now on starts afresh.
+                me.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                // Every event is sent: close the callers' progress channels, then answer.
+                flight.events.lock().unwrap_or_else(|p| p.into_inner()).1.clear();
+                let _ = flight.done.send(Some(result));
+            });
+        } else {
+            debug!(image, "joining the same pull in progress");
+        }
+        let outcome = match done.wait_for(|r| r.is_some()).await {
+            Ok(r) => r.clone().expect("waited for Some"),
+            Err(e) => return Err(ImageError::Task { what: format!("pull {image}"), detail: e.to_string() }),
+        };
+        outcome.map_err(ImageError::Shared)
+    }
+
+    /// One pull, as its own task (see `pull`); its events go to `flight`.
+    async fn run_pull(self: Arc<Self>, reference: Reference, auth: Option<Auth>, flight: Arc<InFlight>) -> Result<ImageRecord> {
+        let me = self;
+        let name = reference.to_string();
+        let started = Instant::now();
+        let (tx, mut rx) = unbounded_channel();
+        let opts = PullOptions { auth, ..PullOptions::default() };
+        let store = me.store.clone();
+        let registries = me.registries.clone();
+        let r2 = reference.clone();
+        let work = async move { images::pull::pull(&store, &registries, &r2, &opts, tx).await };
+        tokio::pin!(work);
+        let mut log = PullLog::new(&name);
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                Some(ev) = rx.recv() => {
+                    log.event(&ev);
+                    flight.publish(&ev);
+                }
+            }
+        };
+        // Events sent just before the end.
+        while let Ok(ev) = rx.try_recv() {
+            log.event(&ev);
+            flight.publish(&ev);
+        }
+        match &result {
+            Ok(rec) => {
+                let secs = started.elapsed().as_secs_f64();
+                info!(
+                    image = name,
+                    id = rec.id,
+                    bytes = log.total(),
+                    seconds = format!("{secs:.2}"),
+                    "image pulled"
+                );
+                me.gc_kick.notify_one();
+            }
+            Err(e) => warn!(image = name, "pull failed: {e}"),
+        }
+        Ok(result?)
     }
 
     pub async fn list(&self) -> Result<Vec<ImageRecord>> {
@@ -291,5 +371,71 @@ impl<'a> PullLog<'a> {
             Progress::Unpacking => debug!(image = self.image, "unpacking"),
             Progress::Done => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry that answers every request, after `delay`, with 404 manifest unknown;
+    /// returns its host and the count of requests it got.
+    async fn slow_registry(delay: Duration) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = l.local_addr().unwrap().to_string();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c2 = count.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut c, _) = l.accept().await.unwrap();
+                let count = c2.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match c.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+                    let resp = format!("HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    let _ = c.write_all(resp.as_bytes()).await;
+                    let _ = c.shutdown().await;
+                });
+            }
+        });
+        (host, count)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn identical_pulls_share_one() {
+        let d = tempfile::tempdir().unwrap();
+        let (host, requests) = slow_registry(Duration::from_millis(400)).await;
+        let cfg = RegistryConfig { insecure: vec![host.clone()], ..Default::default() };
+        let m = ImageManager::new(Store::open(d.path()).unwrap(), cfg, GcPolicy::default());
+        let image = format!("{host}/x/y:latest");
+        let (tx, mut rx) = unbounded_channel();
+        let untagged = format!("{host}/x/y");
+        let (a, b, c) = tokio::join!(m.pull(&image, None, None), m.pull(&untagged, None, Some(tx)), async {
+            // Other credentials: a pull of its own.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            m.pull(&image, Some(Auth::Token("t".into())), None).await
+        });
+        for r in [&a, &b, &c] {
+            let e = r.as_ref().unwrap_err();
+            assert_eq!(crate::cri::status_of(e).code(), tonic::Code::NotFound, "{e}");
+            assert!(e.to_string().contains("manifest unknown"), "{e}");
+        }
+        assert_eq!(m.pulls_started.load(Ordering::SeqCst), 2, "x/y:1 and x/y are one pull; other credentials another");
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+        assert!(rx.try_recv().is_err(), "no progress before the manifest");
+        assert!(m.inflight.lock().unwrap().is_empty());
+        // Once done, the same pull runs again.
+        assert!(m.pull(&image, None, None).await.is_err());
+        assert_eq!(m.pulls_started.load(Ordering::SeqCst), 3);
     }
 }

@@ -27,12 +27,16 @@ use crate::images::Error as E;
 /// The gRPC status for an image error; the message is the error's own text,
 /// which names the object.
 pub fn status_of(e: &ImageError) -> Status {
-    let code = match e {
+    Status::new(code_of(e), e.to_string())
+}
+
+fn code_of(e: &ImageError) -> Code {
+    match e {
         ImageError::Image(e) => image_code(e),
         ImageError::Reference(_) | ImageError::InvalidArgument(_) => Code::InvalidArgument,
         ImageError::Task { .. } => Code::Internal,
-    };
-    Status::new(code, e.to_string())
+        ImageError::Shared(e) => code_of(e),
+    }
 }
 
 fn image_code(e: &E) -> Code {

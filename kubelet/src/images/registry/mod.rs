@@ -97,7 +97,7 @@ impl RegistryConfig {
 }
 
 /// Credentials for one pull (CRI `AuthConfig`) or one registry (config).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Auth {
     Basic { username: String, password: String },
     /// A registry bearer token, sent as is.
