@@ -8,6 +8,16 @@ use std::time::Duration;
 
 use berth_tests::*;
 
+/// `network_class_and_priorities_on_v1` mounts the net_cls,net_prio hierarchy for its
+/// run: while it is there every container of this binary gets a cgroup in it, and the
+/// refusals of unmounted controllers do not hold. So that test holds this exclusively,
+/// every other test shared.
+static HIERARCHIES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    HIERARCHIES.read().unwrap_or_else(|p| p.into_inner())
+}
+
 fn v2() -> bool {
     cgroup_mode() == CgroupMode::V2
 }
@@ -48,6 +58,7 @@ fn refused(rt: &Runtime, resources: Value, needles: &[&str]) {
 
 #[test]
 fn memory_limits() {
+    let _h = shared();
     let Some(rt) = Runtime::for_test() else { return };
     if v2() {
         let b = created(&rt, json!({"memory": {"limit": 67108864, "reservation": 33554432, "swap": 100663296}}));
@@ -80,6 +91,7 @@ fn memory_limits() {
 
 #[test]
 fn memory_limit_oom_kill_is_reported_by_events() {
+    let _h = shared();
     let Some(rt) = Runtime::for_test() else { return };
     let b = created(&rt, json!({"memory": {"limit": 33554432, "swap": 33554432}}));
     rt.start(b.id()).ok();
@@ -111,6 +123,7 @@ fn memory_limit_oom_kill_is_reported_by_events() {
 
 #[test]
 fn cpu_settings() {
+    let _h = shared();
     let Some(rt) = Runtime::for_test() else { return };
     let cpu = json!({"shares": 512, "quota": 50000, "period": 100000, "burst": 10000, "cpus": "0", "mems": "0", "idle": 0});
     let mut b = rt.bundle();
@@ -149,6 +162,7 @@ fn cpu_settings() {
 
 #[test]
 fn fork_bomb_stops_at_pids_limit() {
+    let _h = shared();
     let Some(rt) = Runtime::for_test() else { return };
     let mut b = rt.bundle();
     // The subshell forks until the kernel refuses (ash then gives up on the subshell).
@@ -177,6 +191,7 @@ fn block_device() -> Option<String> {
 
 #[test]
 fn block_io_weight_and_throttles() {
+    let _h = shared();
     let Some(rt) = Runtime::for_test() else { return };
     let Some(dev) = block_device() else {
         berth_tests::skip(format_args!("no block device"));
@@ -215,6 +230,7 @@ fn block_io_weight_and_throttles() {
 
 #[test]
 fn hugepage_limits() {
+    let _h = shared();
     let Some(rt) = Runtime::for_test() else { return };
     let r = json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]});
     let mut b = rt.bundle();
@@ -233,6 +249,7 @@ fn hugepage_limits() {
 
 #[test]
 fn network_rdma_unified_without_their_controller_are_clear_errors() {
+    let _h = shared();
     let Some(rt) = Runtime::for_test() else { return };
     let net_mounted = leaks::cgroup_mounts().iter().any(|m| m.to_string_lossy().contains("net_cls"));
     if !net_mounted && !v2() {
@@ -253,39 +270,45 @@ fn network_rdma_unified_without_their_controller_are_clear_errors() {
     }
 }
 
-/// net_cls/net_prio are compiled in but not mounted here: mount them for the test.
+/// net_cls/net_prio are compiled in but not mounted on this host (MACHINE.md): the test
+/// mounts them at /sys/fs/cgroup/net_cls,net_prio for its run and unmounts them after
+/// (the hierarchy goes with its last cgroup), holding every other test of this binary off.
 #[test]
 fn network_class_and_priorities_on_v1() {
+    let _h = HIERARCHIES.write().unwrap_or_else(|p| p.into_inner());
     let Some(rt) = Runtime::for_test() else { return };
     if v2() {
         refused(&rt, json!({"network": {"classID": 1048577}}), &["network", "v2"]);
         return;
     }
-    if !in_vm() && std::env::var("BERTH_MOUNT_NET_CLS").is_err() && !leaks::cgroup_mounts().iter().any(|m| m.to_string_lossy().contains("net_cls")) {
-        // Mounting a v1 hierarchy changes the host for every later test run; only on request.
-        berth_tests::skip(format_args!("net_cls/net_prio not mounted (set BERTH_MOUNT_NET_CLS=1 to mount them at /sys/fs/cgroup/net_cls,net_prio)"));
-        return;
+    /// Unmounts what the test mounted, also when an assertion fails.
+    struct Mounted(PathBuf);
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0.join("berth-test"));
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir(&self.0);
+        }
     }
     let mp = PathBuf::from("/sys/fs/cgroup/net_cls,net_prio");
-    let mounted_here = !leaks::cgroup_mounts().iter().any(|m| m.to_string_lossy().contains("net_cls"));
-    if mounted_here {
+    let _mounted = if leaks::cgroup_mounts().iter().any(|m| m.to_string_lossy().contains("net_cls")) {
+        None
+    } else {
         std::fs::create_dir_all(&mp).unwrap();
+        let guard = Mounted(mp.clone());
         let ok = std::process::Command::new("mount").args(["-t", "cgroup", "-o", "net_cls,net_prio", "cgroup"]).arg(&mp).status().unwrap().success();
         assert!(ok, "mount net_cls,net_prio");
-    }
+        Some(guard)
+    };
     let b = created(&rt, json!({"network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 2}]}}));
     assert_eq!(cg_read(&b, "net_cls.classid"), "1048577");
     assert!(cg_read(&b, "net_prio.ifpriomap").lines().any(|l| l == "lo 2"));
     finish(&rt, &b);
-    if mounted_here {
-        let _ = std::fs::remove_dir(mp.join("berth-test"));
-        let _ = std::process::Command::new("umount").arg(&mp).status();
-        let _ = std::fs::remove_dir(&mp);
-    }
 }
 
 #[test]
 fn bad_values_are_clear_errors_and_leave_nothing() {
+    let _h = shared();
     let Some(rt) = Runtime::for_test() else { return };
     refused(&rt, json!({"memory": {"limit": -5}}), &["linux.resources.memory.limit -5"]);
     refused(&rt, json!({"pids": {"limit": -2}}), &["pids.limit"]);
@@ -299,6 +322,7 @@ fn bad_values_are_clear_errors_and_leave_nothing() {
 
 #[test]
 fn shared_cgroups_path_is_kept_until_the_last_container_goes() {
+    let _h = shared();
     let Some(rt) = Runtime::for_test() else { return };
     let pod = created(&rt, json!({"pids": {"limit": 50}}));
     let mut b2 = rt.bundle();
@@ -323,6 +347,7 @@ fn shared_cgroups_path_is_kept_until_the_last_container_goes() {
 
 #[test]
 fn killed_or_never_started_containers_leave_no_cgroup() {
+    let _h = shared();
     let Some(rt) = Runtime::for_test() else { return };
     let b = created(&rt, json!({"memory": {"limit": 67108864}, "pids": {"limit": 20}}));
     rt.delete_force(b.id()).ok();
