@@ -1026,21 +1026,7 @@ mod tests {
         assert_eq!(plan_gateway(br, &gw, Some(&link(11, "veth", true, Some(br), Some(42)))), GatewayPlan::Recreate);
     }
 
-    /// Runs `f` in a thread inside a fresh, unnamed netns (never the host's); None when not root.
-    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        if !nix::unistd::geteuid().is_root() {
-            println!("SKIP: needs root");
-            return None;
-        }
-        Some(
-            std::thread::spawn(move || {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-                f()
-            })
-            .join()
-            .unwrap(),
-        )
-    }
+    use crate::netlink::tests::in_fresh_netns;
 
     fn test_env() -> Env {
         Env::from_lookup(|k| match k {

@@ -930,14 +930,14 @@ unsafe fn early_child(fd: i32, req: &[u8], buf: &mut [u8], seq: u32, fd_limit: i
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::fs::File;
     use std::os::fd::AsRawFd;
 
     /// Runs `f` in a thread inside a fresh, unnamed netns (never the host's);
-    /// None when not root.
-    fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    /// None when not root. Also used by the bridge's tests.
+    pub(crate) fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
         if !nix::unistd::geteuid().is_root() {
             println!("SKIP: needs root");
             return None;
