@@ -145,7 +145,7 @@ pub(super) async fn answer(http: &reqwest::Client, challenge: &Challenge, auth: 
             let resp = req.send().await.map_err(|e| format!("token endpoint {origin}: {}", super::reqwest_error_text(e)))?;
             let status = resp.status();
             if !status.is_success() {
-                let body = resp.text().await.unwrap_or_default();
+                let body = super::error_body(resp).await;
                 let why = match super::registry_error_text(&body, "") {
                     t if t.is_empty() => String::new(),
                     t => format!(": {t}"),
@@ -176,7 +176,10 @@ trait JsonBytes {
 
 impl JsonBytes for reqwest::Response {
     async fn json_bytes<T: for<'de> Deserialize<'de>>(self) -> Result<T, String> {
-        let b = self.bytes().await.map_err(|e| format!("token response: {}", super::reqwest_error_text(e)))?;
+        let (b, over) = super::body_capped(self, super::MAX_TOKEN_BODY).await.map_err(|e| format!("token response: {}", super::reqwest_error_text(e)))?;
+        if over {
+            return Err(format!("token response larger than {} bytes", super::MAX_TOKEN_BODY));
+        }
         serde_json::from_slice(&b).map_err(|e| format!("token response: {e}"))
     }
 }

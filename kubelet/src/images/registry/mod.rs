@@ -36,6 +36,34 @@ pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifes
 
 /// Largest manifest we accept (the distribution spec suggests registries cap at 4 MiB).
 const MAX_MANIFEST: usize = 4 << 20;
+/// How much of an error page is read (for its message); the rest is not.
+const MAX_ERROR_BODY: usize = 64 << 10;
+/// Largest token endpoint answer we accept.
+pub(crate) const MAX_TOKEN_BODY: usize = 1 << 20;
+
+/// At most `cap` bytes of a response body, and whether there was more (left unread). A
+/// registry's manifest, error page or token answer is small: a broken or hostile server
+/// must not make the daemon buffer an unbounded body.
+pub(crate) async fn body_capped(mut resp: reqwest::Response, cap: usize) -> std::result::Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(c) = resp.chunk().await? {
+        let room = cap - out.len();
+        if c.len() > room {
+            out.extend_from_slice(&c[..room]);
+            return Ok((out, true));
+        }
+        out.extend_from_slice(&c);
+    }
+    Ok((out, false))
+}
+
+/// The text of an error page, at most [`MAX_ERROR_BODY`] bytes of it; empty if unreadable.
+pub(crate) async fn error_body(resp: reqwest::Response) -> String {
+    match body_capped(resp, MAX_ERROR_BODY).await {
+        Ok((b, _)) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => String::new(),
+    }
+}
 
 /// Registry settings from the daemon's config (TOML `[registries]`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -269,7 +297,7 @@ impl Client {
         let resp = self.get(image, repository, &url, headers).await?;
         let status = resp.status();
         if status == StatusCode::NOT_FOUND {
-            let body = resp.text().await.unwrap_or_default();
+            let body = error_body(resp).await;
             return Err(Error::NotFound { image: image.into(), registry: self.registry.clone(), detail: registry_error_text(&body, "manifest unknown") });
         }
         if !status.is_success() {
@@ -284,19 +312,9 @@ impl Client {
         if resp.content_length().is_some_and(|n| n as usize > MAX_MANIFEST) {
             return Err(Error::BadManifest { image: image.into(), detail: format!("larger than {MAX_MANIFEST} bytes") });
         }
-        let mut resp = resp;
-        let mut bytes = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    bytes.extend_from_slice(&c);
-                    if bytes.len() > MAX_MANIFEST {
-                        return Err(Error::BadManifest { image: image.into(), detail: format!("larger than {MAX_MANIFEST} bytes") });
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Err(self.unreachable(image, e)),
-            }
+        let (bytes, over) = body_capped(resp, MAX_MANIFEST).await.map_err(|e| self.unreachable(image, e))?;
+        if over {
+            return Err(Error::BadManifest { image: image.into(), detail: format!("larger than {MAX_MANIFEST} bytes") });
         }
         let digest = sha256_digest(&bytes);
         if reference.contains(':') && reference != digest {
@@ -439,7 +457,7 @@ impl Client {
 
     async fn check_forbidden(&self, image: &str, resp: reqwest::Response) -> Result<reqwest::Response> {
         if resp.status() == StatusCode::FORBIDDEN {
-            let body = resp.text().await.unwrap_or_default();
+            let body = error_body(resp).await;
             return Err(Error::Unauthorized { image: image.into(), registry: self.registry.clone(), detail: registry_error_text(&body, "access denied") });
         }
         Ok(resp)
@@ -447,7 +465,7 @@ impl Client {
 
     async fn http_error(&self, image: &str, url: &str, resp: reqwest::Response) -> Error {
         let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
+        let body = error_body(resp).await;
         Error::Http { image: image.into(), registry: self.registry.clone(), url: url.into(), status, body: registry_error_text(&body, "") }
     }
 
@@ -555,6 +573,22 @@ fn sniff_media_type(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn response(body: Vec<u8>) -> reqwest::Response {
+        reqwest::Response::from(http::Response::new(body))
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_up_to_their_cap() {
+        let (b, over) = body_capped(response(b"small".to_vec()), 16).await.unwrap();
+        assert_eq!((b.as_slice(), over), (&b"small"[..], false));
+        let (b, over) = body_capped(response(vec![b'x'; 16]), 16).await.unwrap();
+        assert_eq!((b.len(), over), (16, false), "exactly the cap is not over");
+        let (b, over) = body_capped(response(vec![b'x'; 17]), 16).await.unwrap();
+        assert_eq!((b.len(), over), (16, true));
+        let page = error_body(response(vec![b'e'; 3 * MAX_ERROR_BODY])).await;
+        assert_eq!(page.len(), MAX_ERROR_BODY, "an error page is cut at the cap");
+    }
 
     #[test]
     fn urls_in_error_text_lose_their_query() {
