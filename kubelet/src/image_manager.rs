@@ -381,7 +381,6 @@ mod tests {
     /// A registry that answers every request, after `delay`, with 404 manifest unknown;
     /// returns its host and the count of requests it got.
     async fn slow_registry(delay: Duration) -> (String, Arc<AtomicUsize>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let host = l.local_addr().unwrap().to_string();
         let count = Arc::new(AtomicUsize::new(0));
@@ -391,20 +390,13 @@ mod tests {
                 let (mut c, _) = l.accept().await.unwrap();
                 let count = c2.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match c.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
+                    if crate::testhttp::read_request(&mut c).await.is_none() {
+                        return;
                     }
                     count.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(delay).await;
                     let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
-                    let resp = format!("HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-                    let _ = c.write_all(resp.as_bytes()).await;
-                    let _ = c.shutdown().await;
+                    crate::testhttp::answer(&mut c, &crate::testhttp::json_response("404 Not Found", body)).await;
                 });
             }
         });

@@ -11,3 +11,5 @@ pub mod images_api;
 pub mod lock;
 pub mod proto;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod testhttp;

@@ -187,6 +187,7 @@ impl JsonBytes for reqwest::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testhttp::json_response;
 
     #[test]
     fn challenges() {
@@ -216,30 +217,10 @@ mod tests {
         assert_eq!(challenge_error(r#"Basic realm="error""#), None);
     }
 
-    /// A one-shot HTTP server on 127.0.0.1: answers `response` to the first request and
-    /// hands back that request's head.
+    /// A one-shot token endpoint on 127.0.0.1: its realm, and a handle giving the request.
     async fn one_shot(response: String) -> (String, tokio::task::JoinHandle<String>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let h = tokio::spawn(async move {
-            let (mut c, _) = l.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = c.read(&mut buf).await.unwrap();
-                assert!(n > 0, "request cut short");
-                head.extend_from_slice(&buf[..n]);
-            }
-            c.write_all(response.as_bytes()).await.unwrap();
-            c.shutdown().await.unwrap();
-            String::from_utf8(head).unwrap()
-        });
+        let (addr, h) = crate::testhttp::one_shot(response).await;
         (format!("http://{addr}/token"), h)
-    }
-
-    fn json_response(status: &str, body: &str) -> String {
-        format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
     }
 
     fn bearer(realm: &str) -> Challenge {
@@ -282,39 +263,12 @@ mod tests {
 
     #[tokio::test]
     async fn identity_token_is_exchanged_with_the_refresh_token_grant() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let realm = format!("http://{}/oauth", l.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let (mut c, _) = l.accept().await.unwrap();
-            let mut req = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let text = String::from_utf8_lossy(&req).to_string();
-                if let Some(i) = text.find("\r\n\r\n") {
-                    let len: usize = text[..i]
-                        .lines()
-                        .find_map(|l| l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                        .unwrap_or(0);
-                    if req.len() >= i + 4 + len {
-                        break;
-                    }
-                }
-                let n = c.read(&mut buf).await.unwrap();
-                assert!(n > 0, "request cut short");
-                req.extend_from_slice(&buf[..n]);
-            }
-            let body = r#"{"access_token":"acc.ess","refresh_token":"new","expires_in":300}"#;
-            let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-            c.write_all(resp.as_bytes()).await.unwrap();
-            c.shutdown().await.unwrap();
-            String::from_utf8(req).unwrap()
-        });
+        let (realm, server) = one_shot(json_response("200 OK", r#"{"access_token":"acc.ess","refresh_token":"new","expires_in":300}"#)).await;
         let auth = Auth::IdentityToken("refr/esh".into());
         let h = answer(&reqwest::Client::new(), &bearer(&realm), Some(&auth), "repository:x:pull").await.unwrap();
         assert_eq!(h.to_str().unwrap(), "Bearer acc.ess");
         let req = server.await.unwrap();
-        assert!(req.starts_with("POST /oauth HTTP/1.1\r\n"), "{req}");
+        assert!(req.starts_with("POST /token HTTP/1.1\r\n"), "{req}");
         assert!(!req.to_lowercase().contains("\r\nauthorization:"), "{req}");
         let body = req.split("\r\n\r\n").nth(1).unwrap();
         assert_eq!(
