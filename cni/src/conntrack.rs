@@ -20,8 +20,7 @@
 use netlink_sys::{Socket, SocketAddr};
 
 use crate::nlwire::{
-    align4, attrs_whole, done_errno, errno_of, read_i32, read_u16, read_u32, DUMP_TRIES, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
-    NLM_F_DUMP_INTR,
+    align4, attrs_whole, done_errno, errno_of, read_i32, Header, DUMP_TRIES, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_DUMP_INTR,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -100,47 +99,38 @@ impl Ct {
     }
 
     /// Reads the answer to the last request: each reply message's body is given to
-    /// `each`; Ok at NLMSG_DONE or an ACK, Err with the kernel's errno (also one that
-    /// NLMSG_DONE carries: the dump failed partway), Interrupted when a dump part came
-    /// flagged NLM_F_DUMP_INTR.
-    fn answer(&mut self, what: &'static str, mut each: impl FnMut(u16, &[u8])) -> Result<(), ConntrackError> {
+    /// `each`; Ok at NLMSG_DONE or an ACK, with whether a dump part came flagged
+    /// NLM_F_DUMP_INTR (the table changed meanwhile: dump again); Err with the kernel's
+    /// errno (also one that NLMSG_DONE carries: the dump failed partway).
+    fn answer(&mut self, what: &'static str, mut each: impl FnMut(u16, &[u8])) -> Result<bool, ConntrackError> {
         let mut interrupted = false;
         loop {
             let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(|source| ConntrackError::Kernel { what, source })?;
             let mut off = 0;
             while off + NLMSG_HDRLEN <= n {
-                let len = read_u32(&self.buf, off).ok_or(ConntrackError::Decode { what })? as usize;
-                if len < NLMSG_HDRLEN || off + len > n {
-                    return Err(ConntrackError::Decode { what });
-                }
-                let kind = read_u16(&self.buf, off + 4).ok_or(ConntrackError::Decode { what })?;
-                let flags = read_u16(&self.buf, off + 6).ok_or(ConntrackError::Decode { what })?;
-                let seq = read_u32(&self.buf, off + 8).ok_or(ConntrackError::Decode { what })?;
-                let whole = &self.buf[off..off + len];
+                let h = Header::read(&self.buf[off..n]).ok_or(ConntrackError::Decode { what })?;
+                let whole = &self.buf[off..off + h.len];
                 let body = &whole[NLMSG_HDRLEN..];
-                off += align4(len);
-                if seq != self.seq {
+                off += align4(h.len);
+                if h.seq != self.seq {
                     continue;
                 }
-                interrupted |= flags & NLM_F_DUMP_INTR != 0;
-                match kind {
+                interrupted |= h.flags & NLM_F_DUMP_INTR != 0;
+                match h.kind {
                     NLMSG_DONE => {
                         if let Some(e) = done_errno(whole) {
                             return Err(ConntrackError::Kernel { what, source: std::io::Error::from_raw_os_error(e) });
                         }
-                        if interrupted {
-                            return Err(ConntrackError::Interrupted { what, tries: 1 });
-                        }
-                        return Ok(());
+                        return Ok(interrupted);
                     }
                     NLMSG_ERROR => {
                         let code = read_i32(body, 0).ok_or(ConntrackError::Decode { what })?;
                         if code == 0 {
-                            return Ok(());
+                            return Ok(interrupted);
                         }
                         return Err(ConntrackError::Kernel { what, source: std::io::Error::from_raw_os_error(errno_of(code)) });
                     }
-                    _ => each(kind, body),
+                    kind => each(kind, body),
                 }
             }
         }
@@ -159,19 +149,19 @@ pub fn delete_udp_to_ports(ports: &[u16]) -> Result<usize, ConntrackError> {
     loop {
         found.clear();
         ct.send(IPCTNL_MSG_CT_GET, NLM_F_DUMP, libc::AF_UNSPEC as u8, &[], "dump")?;
-        match dump_udp_to_ports(&mut ct, ports, &mut found) {
-            Err(ConntrackError::Interrupted { what, .. }) if tries >= DUMP_TRIES => {
-                return Err(ConntrackError::Interrupted { what, tries })
-            }
-            Err(ConntrackError::Interrupted { .. }) => tries += 1,
-            r => break r?,
+        if !dump_udp_to_ports(&mut ct, ports, &mut found)? {
+            break;
         }
+        if tries >= DUMP_TRIES {
+            return Err(ConntrackError::Interrupted { what: "dump", tries });
+        }
+        tries += 1;
     }
     let mut deleted = 0;
     for e in &found {
         ct.send(IPCTNL_MSG_CT_DELETE, NLM_F_ACK, e.family, &e.key, "delete")?;
         match ct.answer("delete", |_, _| {}) {
-            Ok(()) => deleted += 1,
+            Ok(_) => deleted += 1,
             // Expired or deleted by someone else meanwhile.
             Err(ConntrackError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(e),
@@ -180,8 +170,9 @@ pub fn delete_udp_to_ports(ports: &[u16]) -> Result<usize, ConntrackError> {
     Ok(deleted)
 }
 
-/// Reads the answer to a dump request: the UDP entries to `ports` go to `found`.
-fn dump_udp_to_ports(ct: &mut Ct, ports: &[u16], found: &mut Vec<Entry>) -> Result<(), ConntrackError> {
+/// Reads the answer to a dump request: the UDP entries to `ports` go to `found`; true
+/// when the dump came back interrupted.
+fn dump_udp_to_ports(ct: &mut Ct, ports: &[u16], found: &mut Vec<Entry>) -> Result<bool, ConntrackError> {
     ct.answer("dump", |kind, body| {
         if kind != (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW || body.len() < NFGENMSG_LEN {
             return;
