@@ -238,12 +238,7 @@ impl Store {
     /// spares it for the grace period even if no record lists it (say, it was left by a
     /// removed image). False when the blob is not there.
     pub fn claim_blob(&self, digest: &str) -> bool {
-        let _g = self.read_guard();
-        if !self.has_blob(digest) {
-            return false;
-        }
-        self.mark_fresh(digest);
-        true
+        self.claim_blobs([digest]).is_ok()
     }
 
     /// `claim_blob` for each digest: renews the grace of a pull's blobs right before
@@ -390,8 +385,7 @@ impl Store {
                     return Err(Error::BlobNotFound(top.into()));
                 }
                 blobs.push(m.to_string());
-                let bytes = self.read_blob(m)?;
-                match oci::parse_document(&bytes).map_err(|reason| Error::InvalidContent { what: "manifest", digest: m.into(), reason })? {
+                match self.read_document(m)? {
                     Document::Manifest(man) => (m.to_string(), man),
                     Document::Index(_) => {
                         return Err(Error::InvalidContent { what: "manifest", digest: m.into(), reason: format!("an index, resolved from {top}") })
@@ -498,8 +492,7 @@ impl Store {
     fn resolve_manifest(&self, digest: &str, blobs: &mut Vec<String>) -> Result<(String, oci::Manifest)> {
         let mut digest = digest.to_string();
         for _ in 0..3 {
-            let bytes = self.read_blob(&digest)?;
-            match oci::parse_document(&bytes).map_err(|reason| Error::InvalidContent { what: "manifest", digest: digest.clone(), reason })? {
+            match self.read_document(&digest)? {
                 Document::Manifest(m) => return Ok((digest, m)),
                 Document::Index(idx) => {
                     let host = Platform::host();
@@ -520,6 +513,12 @@ impl Store {
             }
         }
         Err(Error::InvalidContent { what: "image index", digest, reason: "indexes nested too deep".into() })
+    }
+
+    /// The manifest or index stored as blob `digest`.
+    fn read_document(&self, digest: &str) -> Result<Document> {
+        let bytes = self.read_blob(digest)?;
+        oci::parse_document(&bytes).map_err(|reason| Error::InvalidContent { what: "manifest", digest: digest.into(), reason })
     }
 
     fn read_config(&self, m: &oci::Manifest) -> Result<(oci::ImageConfigFile, usize)> {
