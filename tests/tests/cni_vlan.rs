@@ -39,11 +39,17 @@ fn del(node: &Node, c: &Value, cid: &str, pod: &Netns) {
     assert_eq!(bridge(node, "DEL", cid, &pod.path()).conf(c).run().ok(), Value::Null);
 }
 
-/// Why this kernel cannot filter VLANs on a bridge, or None when it can (probed as
-/// the plugin needs it: a bridge with vlan_filtering on).
-fn no_vlan_filtering(node: &Node) -> Option<String> {
+/// A fresh node whose kernel can filter VLANs on a bridge (probed as the plugin needs it:
+/// a bridge with vlan_filtering on); None, after saying why, when not root or it cannot.
+fn vlan_node() -> Option<Node> {
+    let node = Node::new()?;
     let o = node.sh("ip link add vprobe type bridge vlan_filtering 1 && ip link del vprobe");
-    (!o.status.success()).then(|| String::from_utf8_lossy(&o.stderr).trim().to_string())
+    if !o.status.success() {
+        let why = String::from_utf8_lossy(&o.stderr).trim().to_string();
+        berth_tests::skip(format_args!("this kernel has no bridge VLAN filtering ({why}); the refusal is tested in cni_bridge"));
+        return None;
+    }
+    Some(node)
 }
 
 /// `bridge -j vlan show` in the node: port name -> [(vid, flags)].
@@ -84,11 +90,7 @@ fn gateway_port(node: &Node, gw: &str) -> String {
 
 #[test]
 fn vlan_pods_talk_within_their_vlan_only_and_reach_their_gateway() {
-    let Some(node) = Node::new() else { return };
-    if let Some(why) = no_vlan_filtering(&node) {
-        berth_tests::skip(format_args!("this kernel has no bridge VLAN filtering ({why}); the refusal is tested in cni_bridge"));
-        return;
-    }
+    let Some(node) = vlan_node() else { return };
     let c10 = conf(&node, "vl10", 10, "10.77.10.0/24");
     let c20 = conf(&node, "vl20", 20, "10.77.20.0/24");
     let (a, b, x) = (node.pod(), node.pod(), node.pod());
@@ -194,11 +196,7 @@ fn is_up(node: &Node, dev: &str) -> bool {
 /// ADD, not reused as it is: port back in the bridge and its VLAN, both ends up, address back.
 #[test]
 fn vlan_gateway_left_broken_is_repaired_by_the_next_add() {
-    let Some(node) = Node::new() else { return };
-    if let Some(why) = no_vlan_filtering(&node) {
-        berth_tests::skip(format_args!("this kernel has no bridge VLAN filtering ({why}); the refusal is tested in cni_bridge"));
-        return;
-    }
+    let Some(node) = vlan_node() else { return };
     let c10 = conf(&node, "vl10", 10, "10.77.10.0/24");
     let gw = "br-vlan.10";
     let whole = |port: &str| {
